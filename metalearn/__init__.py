@@ -1,0 +1,21 @@
+"""metalearn: MAML, FOMAML and MAML++ as one functional JAX code path."""
+
+from metalearn import models
+from metalearn.core import accuracy
+from metalearn.core import adapt
+from metalearn.core import cross_entropy
+from metalearn.core import extend_inner_lrs
+from metalearn.core import fixed_inner_lrs
+from metalearn.core import meta_loss
+from metalearn.core import validate_inner_lrs
+from metalearn.schedules import last_step_weights
+from metalearn.schedules import msl_weights
+from metalearn.step import MetaState
+from metalearn.step import StepOutput
+from metalearn.step import init_meta_state
+from metalearn.step import make_meta_step
+from metalearn.types import MetaParams
+from metalearn.types import StepMetrics
+from metalearn.types import Task
+
+__version__ = "0.1.0"

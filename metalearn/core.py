@@ -1,0 +1,281 @@
+"""The one code path for MAML, FOMAML and MAML++.
+
+The algorithms differ only in data, never in code:
+
+* ``first_order`` (static bool) wraps each inner gradient in ``stop_gradient``
+  (FOMAML) or lets the meta-gradient flow through it (second-order MAML).
+* ``step_weights`` ([num_steps]) weighs the query loss after every inner step:
+  one-hot on the last step is plain MAML; MAML++'s multi-step loss anneals it.
+* ``inner_lrs`` is a pytree shaped like the parameters whose leaves carry a
+  leading ``[num_steps]`` axis: fixed for MAML, meta-learned for MAML++ (LSLR),
+  per-element for Meta-SGD, ``None`` for a leaf the inner loop never touches
+  (ANIL's body): no inner gradient is computed for such a leaf.
+"""
+
+import functools
+from typing import Any, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from metalearn.types import ApplyFn, Array, PyTree, StepMetrics, Task
+
+
+def _is_none(x: Any) -> bool:
+  return x is None
+
+
+def cross_entropy(logits: Array, labels: Array) -> Array:
+  """Mean softmax cross-entropy. logits [B, n_way], labels [B] -> scalar."""
+  return jnp.mean(
+      optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+
+
+def accuracy(logits: Array, labels: Array) -> Array:
+  """Fraction of argmax hits. logits [B, n_way], labels [B] -> scalar."""
+  return jnp.mean(jnp.argmax(logits, axis=-1) == labels)
+
+
+def validate_inner_lrs(params: PyTree, inner_lrs: PyTree) -> int:
+  """Checks ``inner_lrs`` against ``params``; returns num_steps (>= 1).
+
+  Raises:
+    ValueError: naming ``inner_lrs`` when its structure differs from
+      ``params``, a leaf has no leading step axis, the step axes disagree, a
+      leaf's trailing shape is neither ``()`` nor the parameter's shape, or
+      there are zero steps.
+  """
+  p_leaves, p_def = jax.tree.flatten(params)
+  l_leaves, l_def = jax.tree.flatten(inner_lrs, is_leaf=_is_none)
+  if p_def != jax.tree.structure(
+      jax.tree.map(lambda _: 0, inner_lrs, is_leaf=_is_none)):
+    raise ValueError(
+        "inner_lrs must have the same tree structure as params (None allowed "
+        f"for frozen leaves); got {l_def} for params {p_def}.")
+  steps = set()
+  for path_p, p, lr in zip(jax.tree_util.tree_leaves_with_path(params),
+                           p_leaves, l_leaves):
+    name = jax.tree_util.keystr(path_p[0])
+    if lr is None:
+      continue
+    shape = jnp.shape(lr)
+    if not shape:
+      raise ValueError(f"inner_lrs{name} is a scalar; it needs a leading "
+                       "[num_steps] axis (shape [num_steps] or "
+                       "[num_steps, *param.shape]).")
+    if shape[1:] not in ((), tuple(jnp.shape(p))):
+      raise ValueError(
+          f"inner_lrs{name} has shape {shape}; expected [num_steps] or "
+          f"[num_steps, {', '.join(map(str, jnp.shape(p)))}].")
+    steps.add(shape[0])
+  if not steps:
+    raise ValueError("inner_lrs: every leaf is None, so nothing adapts.")
+  if len(steps) > 1:
+    raise ValueError("inner_lrs leaves disagree on the leading num_steps "
+                     f"axis: {sorted(steps)}.")
+  (num_steps,) = steps
+  if num_steps < 1:
+    raise ValueError(f"inner_lrs: num_steps must be >= 1, got {num_steps}.")
+  return num_steps
+
+
+def validate_task(task: Task, *, batched: bool = False) -> None:
+  """Static shape/dtype checks on a task (or a task batch); works under jit.
+
+  Raises:
+    ValueError: naming the field when inputs and labels disagree on their
+      leading sizes or labels are not integers.
+  """
+  lead = 2 if batched else 1
+  for x_name, y_name in (("support_x", "support_y"), ("query_x", "query_y")):
+    x, y = getattr(task, x_name), getattr(task, y_name)
+    if not jnp.issubdtype(jnp.result_type(y), jnp.integer):
+      raise ValueError(f"task.{y_name} must hold integer class labels; got "
+                       f"dtype {jnp.result_type(y)}.")
+    if jnp.ndim(y) != lead:
+      raise ValueError(f"task.{y_name} must have {lead} axis(es) "
+                       f"({'[T, N]' if batched else '[N]'}); got shape "
+                       f"{jnp.shape(y)}.")
+    if jnp.shape(x)[:lead] != jnp.shape(y):
+      raise ValueError(
+          f"task.{x_name} and task.{y_name} disagree on their leading sizes: "
+          f"{jnp.shape(x)[:lead]} vs {jnp.shape(y)}.")
+
+
+def _split_adapted(params: PyTree, inner_lrs: PyTree):
+  """Flattens; returns (leaves, treedef, indices of adapted leaves)."""
+  leaves, treedef = jax.tree.flatten(params)
+  lrs = jax.tree.leaves(inner_lrs, is_leaf=_is_none)
+  idx = tuple(i for i, lr in enumerate(lrs) if lr is not None)
+  return leaves, treedef, idx
+
+
+def adapt(apply_fn: ApplyFn,
+          params: PyTree,
+          inner_lrs: PyTree,
+          task: Task,
+          *,
+          first_order: bool = False,
+          step_aware: bool = False,
+          remat: bool = False,
+          unroll: int | bool = 1) -> tuple[PyTree, StepMetrics]:
+  """Runs the inner loop on one task with ``lax.scan`` over the steps.
+
+  Each step takes one SGD step on the support cross-entropy with that step's
+  learning rates, then measures the query loss and accuracy.
+
+  Args:
+    apply_fn: ``apply_fn(params, x) -> logits [B, n_way]`` (or
+      ``apply_fn(params, x, step)`` with ``step_aware=True``).
+    params: the initial parameters (the meta-learned initialisation).
+    inner_lrs: learning rates shaped like ``params`` with a leading
+      ``[num_steps]`` axis; ``None`` leaves are not adapted (and not
+      differentiated in the inner loop).
+    task: one task, ``support_x`` [S, ...], ``support_y`` [S], ``query_x``
+      [Q, ...], ``query_y`` [Q].
+    first_order: wrap the inner gradients in ``stop_gradient`` (FOMAML).
+    step_aware: pass the inner step index to ``apply_fn`` (MAML++ per-step
+      batch-norm parameters).
+    remat: ``jax.checkpoint`` each inner step (less memory for second-order
+      MAML, one extra forward pass per step on the backward pass).
+    unroll: forwarded to ``lax.scan`` (``True`` unrolls every step).
+
+  Returns:
+    ``(adapted_params, StepMetrics(loss [num_steps], accuracy [num_steps]))``
+    with the query metrics after each inner step.
+  """
+  num_steps = validate_inner_lrs(params, inner_lrs)
+  validate_task(task)
+  leaves, treedef, idx = _split_adapted(params, inner_lrs)
+  lr_leaves = jax.tree.leaves(inner_lrs, is_leaf=_is_none)
+
+  def call(p, x, step):
+    return apply_fn(p, x, step) if step_aware else apply_fn(p, x)
+
+  def merge(adapted):
+    full = list(leaves)
+    for i, a in zip(idx, adapted):
+      full[i] = a
+    return jax.tree.unflatten(treedef, full)
+
+  def support_loss(adapted, step):
+    return cross_entropy(call(merge(adapted), task.support_x, step),
+                         task.support_y)
+
+  def step_fn(adapted, xs):
+    lrs, step = xs
+    grads = jax.grad(support_loss)(adapted, step)
+    if first_order:
+      grads = jax.lax.stop_gradient(grads)
+    adapted = [
+        p - _broadcast_lr(lr, p) * g for p, g, lr in zip(adapted, grads, lrs)
+    ]
+    logits = call(merge(adapted), task.query_x, step)
+    metrics = StepMetrics(cross_entropy(logits, task.query_y),
+                          accuracy(logits, task.query_y))
+    return adapted, metrics
+
+  if remat:
+    step_fn = jax.checkpoint(step_fn)
+  xs = ([lr_leaves[i] for i in idx], jnp.arange(num_steps, dtype=jnp.int32))
+  adapted, metrics = jax.lax.scan(step_fn, [leaves[i] for i in idx], xs,
+                                  unroll=unroll)
+  return merge(adapted), metrics
+
+
+def _broadcast_lr(lr: Array, p: Array) -> Array:
+  """A per-tensor scalar rate broadcasts as is; per-element matches p."""
+  return lr if jnp.ndim(lr) == 0 else jnp.reshape(lr, jnp.shape(p))
+
+
+def meta_loss(apply_fn: ApplyFn,
+              params: PyTree,
+              inner_lrs: PyTree,
+              tasks: Task,
+              step_weights: Array,
+              *,
+              first_order: bool = False,
+              step_aware: bool = False,
+              remat: bool = False,
+              unroll: int | bool = 1) -> tuple[Array, StepMetrics]:
+  """Mean over the task batch of the weighted per-step query losses.
+
+  Args:
+    apply_fn, params, inner_lrs, first_order, step_aware, remat, unroll: as in
+      :func:`adapt`.
+    tasks: a task batch, every field with a leading ``[num_tasks]`` axis.
+    step_weights: [num_steps] weights of the query loss after each inner step
+      (one-hot on the last step for MAML/FOMAML).
+
+  Returns:
+    ``(loss, StepMetrics)``: the scalar meta-loss and the per-task, per-step
+    query metrics, each [num_tasks, num_steps].
+  """
+  num_steps = validate_inner_lrs(params, inner_lrs)
+  validate_task(tasks, batched=True)
+  if jnp.shape(step_weights) != (num_steps,):
+    raise ValueError(f"step_weights must have shape [num_steps] = "
+                     f"({num_steps},); got {jnp.shape(step_weights)}.")
+  run = functools.partial(adapt, apply_fn, params, inner_lrs,
+                          first_order=first_order, step_aware=step_aware,
+                          remat=remat, unroll=unroll)
+  _, metrics = jax.vmap(run)(tasks)
+  per_task = metrics.loss @ step_weights
+  return jnp.mean(per_task), metrics
+
+
+def fixed_inner_lrs(params: PyTree,
+                    lr: float,
+                    num_steps: int,
+                    *,
+                    per_element: bool = False,
+                    frozen: Optional[Sequence[str]] = None) -> PyTree:
+  """Inner learning rates shaped like ``params``, all equal to ``lr``.
+
+  Args:
+    params: the model parameters.
+    lr: the inner learning rate (MAML's alpha); must be > 0.
+    num_steps: number of inner steps; must be >= 1.
+    per_element: ``[num_steps, *leaf.shape]`` leaves (Meta-SGD) instead of
+      ``[num_steps]`` (one rate per tensor per step, MAML++'s LSLR).
+    frozen: path substrings (``jax.tree_util.keystr`` of the leaf) whose leaves
+      get ``None``: not adapted in the inner loop (e.g. ANIL's body).
+
+  Returns:
+    The ``inner_lrs`` pytree, float32.
+  """
+  if num_steps < 1:
+    raise ValueError(f"num_steps (inner steps) must be >= 1, got {num_steps}.")
+  if not lr > 0:
+    raise ValueError(f"lr (inner learning rate) must be > 0, got {lr}.")
+  frozen = tuple(frozen or ())
+
+  def make(path, p):
+    if any(f in jax.tree_util.keystr(path) for f in frozen):
+      return None
+    shape = (num_steps, *jnp.shape(p)) if per_element else (num_steps,)
+    return jnp.full(shape, lr, jnp.float32)
+
+  return jax.tree_util.tree_map_with_path(make, params)
+
+
+def extend_inner_lrs(inner_lrs: PyTree, num_steps: int) -> PyTree:
+  """Cuts or extends (repeating the last step's rates) to ``num_steps``.
+
+  Lets evaluation run more inner steps than training (MAML: 1 step to train,
+  3 to test) with the rates it learned or was given.
+  """
+  if num_steps < 1:
+    raise ValueError(f"num_steps must be >= 1, got {num_steps}.")
+
+  def fit(lr):
+    if lr is None:
+      return None
+    n = lr.shape[0]
+    if num_steps <= n:
+      return lr[:num_steps]
+    tail = jnp.repeat(lr[-1:], num_steps - n, axis=0)
+    return jnp.concatenate([lr, tail], axis=0)
+
+  return jax.tree.map(fit, inner_lrs, is_leaf=_is_none)

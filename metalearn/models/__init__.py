@@ -1,0 +1,7 @@
+"""Models as (init, apply) pairs of pure functions."""
+
+from metalearn.models.conv4 import Conv4
+from metalearn.models.conv4 import Model
+from metalearn.models.conv4 import conv4
+from metalearn.models.mlp import MLP
+from metalearn.models.mlp import mlp

@@ -1,0 +1,113 @@
+"""The standard 4-block convolutional few-shot learner (Vinyals et al. 2016).
+
+4 x [3x3 conv, ``filters`` channels, batch norm, ReLU, 2x2 max-pool], then a
+dense layer to ``n_way`` logits. Batch norm is transductive, as in MAML: it
+normalises with the statistics of the current forward pass, so the model has
+no mutable state and ``apply(params, x)`` is a pure function.
+"""
+
+from typing import Callable, NamedTuple, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from metalearn.types import Array, PyTree
+
+
+class Model(NamedTuple):
+  """A model as two pure functions.
+
+  Attributes:
+    init: ``init(key) -> params``.
+    apply: ``apply(params, x) -> logits [B, n_way]``; models built with
+      ``per_step_bn`` take ``apply(params, x, step)``.
+    step_aware: whether ``apply`` takes the inner step index.
+  """
+  init: Callable[[Array], PyTree]
+  apply: Callable[..., Array]
+  step_aware: bool = False
+
+
+class TransductiveBatchNorm(nn.Module):
+  """Batch norm with the current batch's statistics and a learnable affine.
+
+  With ``num_steps > 0`` the scale and offset have a leading ``[num_steps]``
+  axis and ``step`` picks the row: MAML++'s per-step batch-norm weights.
+  """
+  num_steps: int = 0
+  epsilon: float = 1e-5
+
+  @nn.compact
+  def __call__(self, x: Array, step: Optional[Array] = None) -> Array:
+    features = x.shape[-1]
+    lead = (self.num_steps,) if self.num_steps else ()
+    scale = self.param("scale", nn.initializers.ones, (*lead, features))
+    offset = self.param("offset", nn.initializers.zeros, (*lead, features))
+    if self.num_steps:
+      step = jnp.clip(0 if step is None else step, 0, self.num_steps - 1)
+      scale, offset = scale[step], offset[step]
+    axes = tuple(range(x.ndim - 1))
+    mean = jnp.mean(x, axis=axes, keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
+    x = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
+    lead = (1,) * (x.ndim - 1)
+    return x * scale.reshape(*lead, features) + offset.reshape(*lead, features)
+
+
+class Conv4(nn.Module):
+  """Conv-4 backbone and linear head. Input [B, H, W, C] -> [B, n_way]."""
+  n_way: int
+  filters: int = 64
+  num_blocks: int = 4
+  per_step_bn: int = 0
+
+  @nn.compact
+  def __call__(self, x: Array, step: Optional[Array] = None) -> Array:
+    for i in range(self.num_blocks):
+      x = nn.Conv(self.filters, (3, 3), padding="SAME", name=f"conv{i}")(x)
+      x = TransductiveBatchNorm(self.per_step_bn, name=f"norm{i}")(x, step)
+      x = nn.relu(x)
+      x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+    x = x.reshape((x.shape[0], -1))
+    return nn.Dense(self.n_way, name="head")(x)
+
+
+def conv4(n_way: int,
+          *,
+          input_shape: tuple[int, ...] = (28, 28, 1),
+          filters: int = 64,
+          num_blocks: int = 4,
+          per_step_bn: int = 0) -> Model:
+  """Builds the conv-4 model.
+
+  Args:
+    n_way: number of output classes; >= 2.
+    input_shape: one input's shape (H, W, C).
+    filters: channels of every conv layer; >= 1.
+    num_blocks: conv blocks; each halves H and W.
+    per_step_bn: 0 for one batch-norm affine per layer; N > 0 for one per inner
+      step (MAML++), which makes ``apply`` take the step index.
+
+  Returns:
+    A :class:`Model`.
+  """
+  if n_way < 2:
+    raise ValueError(f"n_way must be >= 2, got {n_way}.")
+  if filters < 1:
+    raise ValueError(f"filters must be >= 1, got {filters}.")
+  if per_step_bn < 0:
+    raise ValueError(f"per_step_bn must be >= 0, got {per_step_bn}.")
+  module = Conv4(n_way, filters, num_blocks, per_step_bn)
+  dummy = jnp.zeros((2, *input_shape), jnp.float32)
+
+  def init(key):
+    return module.init(key, dummy)["params"]
+
+  if per_step_bn:
+    def apply(params, x, step):
+      return module.apply({"params": params}, x, step)
+  else:
+    def apply(params, x):
+      return module.apply({"params": params}, x)
+  return Model(init, apply, step_aware=bool(per_step_bn))

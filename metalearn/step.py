@@ -1,0 +1,146 @@
+"""The jitted meta-train step: sample tasks on device, meta-gradient, optax.
+
+A step is built once by :func:`make_meta_step` from static choices
+(``first_order``, ``learn_inner_lrs``, ...) and then called as
+``state, metrics = step(state, data, key)``. Tasks are sampled inside the
+compiled program from ``data`` by ``task_fn(key, data)``, with the key derived
+as ``fold_in(key, state.step)``, so no key is threaded by hand and the host
+never sits in the hot loop. ``steps_per_call > 1`` runs several meta-steps per
+dispatch with ``lax.scan``.
+"""
+
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from metalearn import core
+from metalearn.types import ApplyFn, Array, MetaParams, PyTree, Task
+
+TaskFn = Callable[[Array, Any], Task]
+WeightsFn = Callable[[Array], Array]
+
+
+class MetaState(NamedTuple):
+  """Everything a meta-training run carries from step to step.
+
+  Attributes:
+    step: int32 scalar, meta-steps taken so far.
+    meta: the meta-parameters (model params and inner learning rates).
+    opt_state: the optax state of the trainable part of ``meta``.
+  """
+  step: Array
+  meta: MetaParams
+  opt_state: optax.OptState
+
+
+class StepOutput(NamedTuple):
+  """Metrics of one meta-step (a leading [steps_per_call] axis when scanned).
+
+  Attributes:
+    loss: the weighted meta-loss.
+    step_loss: [num_steps] query loss after each inner step, task mean.
+    step_accuracy: [num_steps] query accuracy after each inner step.
+    grad_norm: global norm of the meta-gradient.
+  """
+  loss: Array
+  step_loss: Array
+  step_accuracy: Array
+  grad_norm: Array
+
+
+def trainable(meta: MetaParams, learn_inner_lrs: bool) -> PyTree:
+  """The part of ``meta`` that the outer optimizer updates."""
+  return meta if learn_inner_lrs else meta.params
+
+
+def init_meta_state(params: PyTree, inner_lrs: PyTree,
+                    optimizer: optax.GradientTransformation, *,
+                    learn_inner_lrs: bool) -> MetaState:
+  """Fresh state at step 0; validates ``inner_lrs`` against ``params``.
+
+  The arrays are copied, so a step that donates the state never deletes the
+  caller's ``params`` or ``inner_lrs``.
+  """
+  core.validate_inner_lrs(params, inner_lrs)
+  meta = jax.tree.map(jnp.array, MetaParams(params, inner_lrs))
+  return MetaState(jnp.zeros((), jnp.int32), meta,
+                   optimizer.init(trainable(meta, learn_inner_lrs)))
+
+
+def make_meta_step(apply_fn: ApplyFn,
+                   optimizer: optax.GradientTransformation,
+                   task_fn: TaskFn,
+                   step_weights_fn: WeightsFn,
+                   *,
+                   first_order: bool = False,
+                   learn_inner_lrs: bool = False,
+                   step_aware: bool = False,
+                   remat: bool = False,
+                   unroll: int | bool = 1,
+                   steps_per_call: int = 1,
+                   task_sharding: Optional[jax.sharding.Sharding] = None,
+                   donate: bool = True,
+                   jit: bool = True):
+  """Builds ``step(state, data, key) -> (state, StepOutput)``.
+
+  Args:
+    apply_fn: the model's ``apply(params, x[, step])``.
+    optimizer: the outer optax optimizer (may carry a schedule).
+    task_fn: ``task_fn(key, data) -> Task`` batch, sampled inside the step.
+    step_weights_fn: ``step_weights_fn(meta_step) -> [num_steps]`` weights of
+      each inner step's query loss (constant for MAML, annealed for MAML++).
+    first_order: FOMAML (``stop_gradient`` on inner gradients).
+    learn_inner_lrs: update ``inner_lrs`` with the outer optimizer (MAML++).
+    step_aware, remat, unroll: forwarded to :func:`metalearn.core.meta_loss`.
+    steps_per_call: meta-steps per dispatch (>= 1), run with ``lax.scan``;
+      metrics then carry a leading [steps_per_call] axis.
+    task_sharding: if given, the sampled task batch is constrained to it (for
+      example a ``NamedSharding`` over a ``tasks`` mesh axis), so the batch is
+      split across devices while parameters stay replicated.
+    donate: donate the input state's buffers to the output (saves memory; do
+      not reuse a state after passing it in).
+    jit: compile with ``jax.jit`` (turn off only to debug).
+
+  Returns:
+    The step function.
+  """
+  if steps_per_call < 1:
+    raise ValueError(f"steps_per_call must be >= 1, got {steps_per_call}.")
+
+  def loss_fn(train_part, meta, tasks, weights):
+    if learn_inner_lrs:
+      params, lrs = train_part.params, train_part.inner_lrs
+    else:
+      params, lrs = train_part, meta.inner_lrs
+    return core.meta_loss(apply_fn, params, lrs, tasks, weights,
+                          first_order=first_order, step_aware=step_aware,
+                          remat=remat, unroll=unroll)
+
+  def one_step(state: MetaState, data, key) -> tuple[MetaState, StepOutput]:
+    tasks = task_fn(jax.random.fold_in(key, state.step), data)
+    if task_sharding is not None:
+      tasks = jax.lax.with_sharding_constraint(tasks, task_sharding)
+    weights = step_weights_fn(state.step)
+    train_part = trainable(state.meta, learn_inner_lrs)
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        train_part, state.meta, tasks, weights)
+    updates, opt_state = optimizer.update(grads, state.opt_state, train_part)
+    train_part = optax.apply_updates(train_part, updates)
+    meta = (train_part if learn_inner_lrs
+            else state.meta._replace(params=train_part))
+    out = StepOutput(loss, jnp.mean(metrics.loss, axis=0),
+                     jnp.mean(metrics.accuracy, axis=0),
+                     optax.tree_utils.tree_l2_norm(grads))
+    return MetaState(state.step + 1, meta, opt_state), out
+
+  if steps_per_call == 1:
+    step = one_step
+  else:
+    def step(state, data, key):
+      return jax.lax.scan(lambda s, _: one_step(s, data, key), state,
+                          length=steps_per_call)
+  if jit:
+    step = jax.jit(step, donate_argnums=(0,) if donate else ())
+  return step
