@@ -50,6 +50,10 @@ class StepOutput(NamedTuple):
   grad_norm: Array
 
 
+def _global_norm(tree: PyTree) -> Array:
+  return jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(tree)))
+
+
 def trainable(meta: MetaParams, learn_inner_lrs: bool) -> PyTree:
   """The part of ``meta`` that the outer optimizer updates."""
   return meta if learn_inner_lrs else meta.params
@@ -79,6 +83,7 @@ def make_meta_step(apply_fn: ApplyFn,
                    step_aware: bool = False,
                    remat: bool = False,
                    unroll: int | bool = 1,
+                   batching: str = "vmap",
                    steps_per_call: int = 1,
                    task_sharding: Optional[jax.sharding.Sharding] = None,
                    donate: bool = True,
@@ -93,7 +98,7 @@ def make_meta_step(apply_fn: ApplyFn,
       each inner step's query loss (constant for MAML, annealed for MAML++).
     first_order: FOMAML (``stop_gradient`` on inner gradients).
     learn_inner_lrs: update ``inner_lrs`` with the outer optimizer (MAML++).
-    step_aware, remat, unroll: forwarded to :func:`metalearn.core.meta_loss`.
+    step_aware, remat, unroll, batching: forwarded to :func:`metalearn.core.meta_loss`.
     steps_per_call: meta-steps per dispatch (>= 1), run with ``lax.scan``;
       metrics then carry a leading [steps_per_call] axis.
     task_sharding: if given, the sampled task batch is constrained to it (for
@@ -116,7 +121,7 @@ def make_meta_step(apply_fn: ApplyFn,
       params, lrs = train_part, meta.inner_lrs
     return core.meta_loss(apply_fn, params, lrs, tasks, weights,
                           first_order=first_order, step_aware=step_aware,
-                          remat=remat, unroll=unroll)
+                          remat=remat, unroll=unroll, batching=batching)
 
   def one_step(state: MetaState, data, key) -> tuple[MetaState, StepOutput]:
     tasks = task_fn(jax.random.fold_in(key, state.step), data)
@@ -132,7 +137,7 @@ def make_meta_step(apply_fn: ApplyFn,
             else state.meta._replace(params=train_part))
     out = StepOutput(loss, jnp.mean(metrics.loss, axis=0),
                      jnp.mean(metrics.accuracy, axis=0),
-                     optax.tree_utils.tree_l2_norm(grads))
+                     _global_norm(grads))
     return MetaState(state.step + 1, meta, opt_state), out
 
   if steps_per_call == 1:

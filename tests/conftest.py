@@ -7,3 +7,20 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # pylint: disable=g-import-not-at-top
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+# Identical programs built by different tests compile once: CPU compile time
+# dominates this suite.
+jax.config.update("jax_compilation_cache_dir",
+                  os.environ.get("METALEARN_TEST_JAX_CACHE",
+                                 "/tmp/metalearn-test-jax-cache"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+import pytest  # pylint: disable=g-import-not-at-top,g-bad-import-order
+
+
+@pytest.fixture(scope="session")
+def omniglot_cache_dir():
+  """The project's Omniglot cache, built once from ../shared if missing."""
+  from metalearn.data import omniglot  # pylint: disable=g-import-not-at-top
+  return omniglot.ensure_cache()

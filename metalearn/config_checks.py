@@ -1,0 +1,103 @@
+"""Config validation: every bad field fails before anything compiles.
+
+Each error names the field, the value and the valid range, e.g.
+``config.inner_steps=0 is invalid: must be an integer >= 1``.
+"""
+
+from typing import NamedTuple
+
+import ml_collections
+
+from metalearn.data.omniglot import SPLIT_NAMES
+
+
+class Algorithm(NamedTuple):
+  """What an algorithm name means in the one code path.
+
+  ``plus_plus`` marks the MAML++ presets; the components themselves are
+  config switches (msl_epochs, learn_inner_lrs, per_step_bn,
+  first_order_epochs, lr_schedule) set by ``experiments/configs/mamlpp.py``.
+  """
+  first_order: bool
+  plus_plus: bool
+
+
+ALGORITHMS = {
+    "maml": Algorithm(first_order=False, plus_plus=False),
+    "fomaml": Algorithm(first_order=True, plus_plus=False),
+    "mamlpp": Algorithm(first_order=False, plus_plus=True),
+    "mamlpp_first_order": Algorithm(first_order=True, plus_plus=True),
+}
+LR_SCHEDULES = ("constant", "cosine")
+MAX_DRAWINGS = 20  # Omniglot: 20 drawings of every character.
+
+
+def _fail(field: str, value, valid: str) -> ValueError:
+  return ValueError(f"config.{field}={value!r} is invalid: {valid}.")
+
+
+def _int_at_least(config, field: str, low: int) -> None:
+  value = config[field]
+  if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    raise _fail(field, value, f"must be an integer >= {low}")
+
+
+def _positive(config, field: str) -> None:
+  value = config[field]
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+      value > 0):
+    raise _fail(field, value, "must be a number > 0")
+
+
+def _one_of(config, field: str, names) -> None:
+  if config[field] not in names:
+    raise _fail(field, config[field], f"must be one of {', '.join(names)}")
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the first invalid field."""
+  _one_of(config, "algorithm", tuple(ALGORITHMS))
+  _one_of(config, "dataset", SPLIT_NAMES)
+  _one_of(config, "lr_schedule", LR_SCHEDULES)
+  _one_of(config, "batching", ("vmap", "map"))
+  for field in ("n_way", "k_shot", "n_query", "eval_n_query", "inner_steps",
+                "eval_inner_steps", "meta_batch_size", "num_steps",
+                "steps_per_call", "iters_per_epoch", "filters", "test_tasks"):
+    _int_at_least(config, field, 1)
+  if config.n_way < 2:
+    raise _fail("n_way", config.n_way, "must be an integer >= 2")
+  for field in ("msl_epochs", "first_order_epochs", "eval_every",
+                "checkpoint_every", "val_tasks", "train_pool"):
+    _int_at_least(config, field, 0)
+  for field in ("inner_lr", "outer_lr"):
+    _positive(config, field)
+  if config.lr_schedule == "cosine":
+    _positive(config, "outer_lr_min")
+    if config.outer_lr_min > config.outer_lr:
+      raise _fail("outer_lr_min", config.outer_lr_min,
+                  f"must be in (0, outer_lr={config.outer_lr}]")
+  for field, shots in (("n_query", config.k_shot + config.n_query),
+                       ("eval_n_query", config.k_shot + config.eval_n_query)):
+    if shots > MAX_DRAWINGS:
+      raise _fail(field, config[field],
+                  f"k_shot + {field} must be <= {MAX_DRAWINGS} (drawings per "
+                  f"character); with k_shot={config.k_shot} the valid range "
+                  f"is [1, {MAX_DRAWINGS - config.k_shot}]")
+  if config.train_pool and config.train_pool < config.meta_batch_size:
+    raise _fail("train_pool", config.train_pool,
+                f"must be 0 (fresh tasks) or >= meta_batch_size="
+                f"{config.meta_batch_size}")
+
+
+def check_against_splits(config: ml_collections.ConfigDict, splits) -> None:
+  """n_way must fit every split's class count (train counts rotations)."""
+  train_classes = splits.train.shape[0] * (4 if config.rotate else 1)
+  for name, classes in (("train", train_classes),
+                        ("val", splits.val.shape[0]),
+                        ("test", splits.test.shape[0])):
+    if name == "val" and not config.val_tasks:
+      continue
+    if config.n_way > classes:
+      raise _fail("n_way", config.n_way,
+                  f"the {config.dataset!r} {name} split has {classes} "
+                  f"classes, so the valid range is [2, {classes}]")

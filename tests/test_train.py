@@ -1,0 +1,185 @@
+"""train_and_evaluate on the real cached Omniglot, at tiny sizes."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from experiments.configs import base
+from experiments.configs import mamlpp
+from metalearn import config_checks
+from metalearn import train
+
+
+def tiny(config, cache_dir, **overrides):
+  config.cache_dir = str(cache_dir)
+  config.n_way, config.k_shot, config.n_query, config.eval_n_query = 3, 1, 2, 2
+  config.filters = 4
+  config.meta_batch_size = 2
+  config.num_steps = 12
+  config.steps_per_call = 4
+  config.eval_every = config.checkpoint_every = 6
+  config.val_tasks, config.test_tasks = 6, 6
+  config.iters_per_epoch = 4
+  config.batching = "map"
+  config.outer_lr = 3e-3
+  config.progress = False
+  for k, v in overrides.items():
+    config[k] = v
+  return config
+
+
+def maml_config(cache_dir, **kw):
+  return tiny(base.get_config(), cache_dir, **kw)
+
+
+def mamlpp_config(cache_dir, **kw):
+  c = mamlpp.get_config("5w1s")
+  settings = dict(inner_steps=2, eval_inner_steps=2, msl_epochs=2,
+                  first_order_epochs=0)
+  return tiny(c, cache_dir, **{**settings, **kw})
+
+
+def read_jsonl(path):
+  return [json.loads(l) for l in path.read_text().splitlines()]
+
+
+def test_smoke_writes_every_output_and_learns(tmp_path, omniglot_cache_dir):
+  config = maml_config(omniglot_cache_dir, num_steps=40, steps_per_call=10,
+                       eval_every=20, checkpoint_every=20, outer_lr=1e-2)
+  summary = train.train_and_evaluate(config, tmp_path)
+  for name in ("config.json", "metrics.jsonl", "eval.json"):
+    assert (tmp_path / name).is_file(), name
+  assert any((tmp_path / "checkpoints").iterdir())
+  assert any((tmp_path / "best").iterdir())
+  rows = read_jsonl(tmp_path / "metrics.jsonl")
+  train_rows = [r for r in rows if "loss" in r]
+  val_rows = [r for r in rows if "val_accuracy" in r]
+  assert [r["step"] for r in train_rows] == [10, 20, 30, 40]
+  assert [r["step"] for r in val_rows] == [20, 40]
+  assert train_rows[-1]["loss"] < train_rows[0]["loss"]
+  saved = json.loads((tmp_path / "eval.json").read_text())
+  assert saved == json.loads(json.dumps(summary))
+  test = saved["test"]
+  assert test["num_tasks"] == 6 and test["num_steps"] == 3
+  assert len(test["step_accuracy"]) == 3
+  assert 0.0 <= test["accuracy"] <= 1.0 and test["ci95"] >= 0.0
+
+
+def test_resume_matches_uninterrupted_run(tmp_path, omniglot_cache_dir):
+  straight = tmp_path / "straight"
+  train.train_and_evaluate(maml_config(omniglot_cache_dir), straight)
+  resumed = tmp_path / "resumed"
+  train.train_and_evaluate(maml_config(omniglot_cache_dir, num_steps=6),
+                           resumed)
+  train.train_and_evaluate(maml_config(omniglot_cache_dir), resumed)
+  a = json.loads((straight / "eval.json").read_text())
+  b = json.loads((resumed / "eval.json").read_text())
+  assert b["meta_steps"] == 12
+  np.testing.assert_allclose(a["test"]["step_loss"], b["test"]["step_loss"],
+                             rtol=1e-5)
+  losses = lambda d: [r["loss"] for r in read_jsonl(d / "metrics.jsonl")
+                      if "loss" in r and r["step"] > 6]
+  np.testing.assert_allclose(losses(straight), losses(resumed), rtol=1e-5)
+
+
+def _final_state(config, workdir):
+  """Trains, then restores the latest checkpoint's state."""
+  train.train_and_evaluate(config, workdir)
+  exp = train.build_experiment(config)
+  params = exp.model.init(jax.random.key(config.seed))
+  state = train.step_lib.init_meta_state(
+      params, train.build_inner_lrs(config, params), exp.optimizer,
+      learn_inner_lrs=exp.learn_inner_lrs)
+  return train.checkpoints.Checkpointer(workdir).restore_latest(state)
+
+
+def test_derivative_order_annealing_starts_first_order(tmp_path,
+                                                       omniglot_cache_dir):
+  # First epoch (4 steps) first-order: the same as first-order MAML++.
+  annealed = mamlpp_config(omniglot_cache_dir, num_steps=4,
+                           first_order_epochs=1, checkpoint_every=4)
+  first = mamlpp_config(omniglot_cache_dir, num_steps=4, checkpoint_every=4)
+  first.algorithm = "mamlpp_first_order"
+  second = mamlpp_config(omniglot_cache_dir, num_steps=4, checkpoint_every=4)
+  a = _final_state(annealed, tmp_path / "a")
+  b = _final_state(first, tmp_path / "b")
+  c = _final_state(second, tmp_path / "c")
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6),
+               a.meta, b.meta)
+  assert not np.allclose(a.meta.params["conv0"]["kernel"],
+                         c.meta.params["conv0"]["kernel"], rtol=1e-4)
+  assert train._first_order_at(annealed, 3)
+  assert not train._first_order_at(annealed, 4)
+
+
+def test_mamlpp_switches_change_what_they_should(tmp_path, omniglot_cache_dir):
+  c = mamlpp_config(omniglot_cache_dir)
+  params = train.build_model(c).init(jax.random.key(0))
+  # Per-step batch norm: one affine row per inner step, frozen in the inner
+  # loop; convolutions adapt with one rate per tensor per step.
+  assert params["norm0"]["scale"].shape == (2, 4)
+  lrs = train.build_inner_lrs(c, params)
+  assert lrs["norm0"]["scale"] is None and lrs["conv0"]["kernel"].shape == (2,)
+  # Multi-step loss: early weights are spread, later only the last step.
+  weights = train.step_weights_fn(c)
+  np.testing.assert_allclose(weights(0), [0.5, 0.5])
+  np.testing.assert_allclose(weights(c.msl_epochs * c.iters_per_epoch),
+                             [0.0, 1.0])
+  plain = train.step_weights_fn(maml_config(omniglot_cache_dir))
+  np.testing.assert_allclose(plain(0), [1.0])
+  # The learned inner rates move during MAML++ training.
+  final = _final_state(c, tmp_path / "pp")
+  assert not np.allclose(final.meta.inner_lrs["conv0"]["kernel"], 0.1)
+  no_learn = _final_state(
+      mamlpp_config(omniglot_cache_dir, learn_inner_lrs=False),
+      tmp_path / "fixed")
+  np.testing.assert_allclose(no_learn.meta.inner_lrs["conv0"]["kernel"], 0.1)
+
+
+def test_cosine_schedule_reaches_minimum(omniglot_cache_dir):
+  c = mamlpp_config(omniglot_cache_dir)
+  schedule = train.optax.cosine_decay_schedule(
+      c.outer_lr, c.num_steps, alpha=c.outer_lr_min / c.outer_lr)
+  assert train.build_optimizer(c) is not None
+  np.testing.assert_allclose(schedule(c.num_steps), c.outer_lr_min, rtol=1e-5)
+
+
+@pytest.mark.parametrize("field,value,words", [
+    ("algorithm", "reptile", ["config.algorithm", "maml, fomaml"]),
+    ("dataset", "imagenet", ["config.dataset", "lake, vinyals, mamlpp"]),
+    ("inner_steps", 0, ["config.inner_steps=0", ">= 1"]),
+    ("eval_inner_steps", 0, ["config.eval_inner_steps=0", ">= 1"]),
+    ("meta_batch_size", -2, ["config.meta_batch_size", ">= 1"]),
+    ("outer_lr", 0.0, ["config.outer_lr", "> 0"]),
+    ("inner_lr", -0.1, ["config.inner_lr", "> 0"]),
+    ("n_query", 20, ["config.n_query", "[1, 19]"]),
+    ("lr_schedule", "step", ["config.lr_schedule", "constant, cosine"]),
+    ("batching", "pmap", ["config.batching"]),
+])
+def test_invalid_config_fails_before_compiling(tmp_path, field, value, words):
+  config = base.get_config()
+  config[field] = value
+  with pytest.raises(ValueError) as err:
+    train.train_and_evaluate(config, tmp_path)
+  for word in words:
+    assert word in str(err.value)
+  assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_n_way_too_large_for_split(tmp_path, omniglot_cache_dir):
+  config = maml_config(omniglot_cache_dir, n_way=500, dataset="mamlpp")
+  with pytest.raises(ValueError, match=r"config.n_way=500.*val.*\[2, 50\]"):
+    train.train_and_evaluate(config, tmp_path)
+
+
+def test_nan_stops_run_and_keeps_last_checkpoint(tmp_path, omniglot_cache_dir):
+  good = maml_config(omniglot_cache_dir, num_steps=4, checkpoint_every=4)
+  train.train_and_evaluate(good, tmp_path)
+  before = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+  bad = maml_config(omniglot_cache_dir, num_steps=12, inner_lr=1e30,
+                    checkpoint_every=4)
+  with pytest.raises(FloatingPointError, match="meta-loss became"):
+    train.train_and_evaluate(bad, tmp_path)
+  assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before
