@@ -60,6 +60,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _one_of(config, "dataset", SPLIT_NAMES)
   _one_of(config, "lr_schedule", LR_SCHEDULES)
   _one_of(config, "batching", ("vmap", "map"))
+  _one_of(config, "inner_adapt", ("all", "head"))
   for field in ("n_way", "k_shot", "n_query", "eval_n_query", "inner_steps",
                 "eval_inner_steps", "meta_batch_size", "num_steps",
                 "steps_per_call", "iters_per_epoch", "filters", "test_tasks"):

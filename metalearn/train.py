@@ -43,10 +43,17 @@ def build_model(config: ml_collections.ConfigDict) -> Model:
 
 
 def build_inner_lrs(config: ml_collections.ConfigDict, params: PyTree) -> PyTree:
-  """[inner_steps] rate per tensor; batch-norm affines frozen unless asked."""
-  return core.fixed_inner_lrs(
-      params, config.inner_lr, config.inner_steps,
-      frozen=() if config.adapt_norm else ("norm",))
+  """[inner_steps] rate per tensor for every leaf the inner loop adapts.
+
+  Batch-norm affines are frozen unless ``config.adapt_norm``; with
+  ``config.inner_adapt == "head"`` (ANIL) only the classifier head adapts, so
+  no inner gradient is ever computed for the body.
+  """
+  frozen = () if config.adapt_norm else ("norm",)
+  if config.inner_adapt == "head":
+    frozen = ("conv", "norm")
+  return core.fixed_inner_lrs(params, config.inner_lr, config.inner_steps,
+                              frozen=frozen)
 
 
 def build_optimizer(config: ml_collections.ConfigDict

@@ -33,6 +33,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.filters = 64
   c.per_step_bn = False     # MAML++: batch-norm affine per inner step.
   c.adapt_norm = False      # adapt batch-norm affines in the inner loop.
+  c.inner_adapt = "all"     # all | head (ANIL: only the head adapts).
   # Inner loop.
   c.inner_steps = 1
   c.inner_lr = 0.4

@@ -1,0 +1,155 @@
+"""Few-shot episodes sampled on device with ``jax.random``.
+
+``images`` is a class-major array [C, D, H, W] (for Omniglot the uint8 cache
+[C, 20, 28, 28]); put it on the device once (``jax.device_put``) and sample
+inside the jitted training step, so the host never sits in the hot loop.
+
+Rotation augmentation treats the class space as 4 C classes: class
+``r * C + c`` is class ``c`` turned ``r`` times by 90 degrees
+(``jnp.rot90`` over the image axes). ``sample_tasks(..., rotate=True)`` draws
+from that space on the fly; ``rotate_classes`` materialises the same array.
+"""
+
+import functools
+import numbers
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metalearn.types import Task
+
+Array = jax.Array
+
+
+def rotate_classes(images):
+  """[C, D, H, W] -> [4 C, D, H, W]; class r * C + c is c turned r times.
+
+  Works on numpy (stays on host) and jax arrays alike.
+  """
+  xp = jnp if isinstance(images, jax.Array) else np
+  return xp.concatenate([xp.rot90(images, r, axes=(-2, -1)) for r in range(4)])
+
+
+def _check_size(name: str, value, low: int, high: int, why: str = "") -> None:
+  if (not isinstance(value, numbers.Integral) or isinstance(value, bool)
+      or not low <= value <= high):
+    raise ValueError(f"{name}={value!r} is out of range: must be an integer in "
+                     f"[{low}, {high}]{why}")
+
+
+def _check_task_sizes(images, n_way, k_shot, n_query, rotate) -> None:
+  if images.ndim != 4:
+    raise ValueError(f"images must be [classes, drawings, height, width]; got "
+                     f"shape {images.shape}")
+  num_classes, num_drawings, height, width = images.shape
+  if rotate and height != width:
+    raise ValueError(f"rotate=True needs square images; got {height}x{width}")
+  space = num_classes * (4 if rotate else 1)
+  _check_size("n_way", n_way, 1, space,
+              f" (the number of classes in images{', x4 rotations' * rotate})")
+  _check_size("k_shot", k_shot, 1, num_drawings - 1,
+              f" (with n_query >= 1, {num_drawings} drawings per class)")
+  _check_size("n_query", n_query, 1, num_drawings - 1,
+              f" (with k_shot >= 1, {num_drawings} drawings per class)")
+  if k_shot + n_query > num_drawings:
+    raise ValueError(f"k_shot + n_query = {k_shot} + {n_query} = "
+                     f"{k_shot + n_query} is out of range: must be <= "
+                     f"{num_drawings} (drawings per class)")
+
+
+def _distinct(key: Array, shape: tuple[int, ...], n: int, k: int) -> Array:
+  """[*shape, k] distinct indices in [0, n) in uniformly random order."""
+  return jax.lax.top_k(jax.random.uniform(key, (*shape, n)), k)[1]
+
+
+@functools.partial(jax.jit, static_argnames=("n_way", "k_shot", "n_query",
+                                             "batch_size", "rotate"))
+def sample_tasks(key: Array, images: Array, *, n_way: int, k_shot: int,
+                 n_query: int, batch_size: int, rotate: bool = False) -> Task:
+  """Draws a batch of N-way K-shot tasks; pure, jitted, sizes static.
+
+  Per task: ``n_way`` distinct classes, ``k_shot + n_query`` distinct drawings
+  of each (support and query are disjoint), labels 0..n_way-1 given to the
+  classes in random order. Examples are grouped by label: support label of
+  row i is ``i // k_shot``, query label of row i is ``i // n_query``.
+
+  Args:
+    key: PRNG key; the same key gives the same tasks.
+    images: [C, D, H, W] class-major images (uint8 {0, 1} for Omniglot).
+    n_way: classes per task, in [1, C] (or [1, 4 C] with ``rotate``).
+    k_shot: support drawings per class, >= 1.
+    n_query: query drawings per class, >= 1, ``k_shot + n_query <= D``.
+    batch_size: number of tasks, >= 1.
+    rotate: sample from the 4 C classes of 90-degree rotations.
+
+  Returns:
+    ``Task`` with support_x float32 [B, n_way * k_shot, H, W, 1], support_y
+    int32 [B, n_way * k_shot], query_x float32 [B, n_way * n_query, H, W, 1],
+    query_y int32 [B, n_way * n_query].
+  """
+  _check_task_sizes(images, n_way, k_shot, n_query, rotate)
+  _check_size("batch_size", batch_size, 1, np.iinfo(np.int32).max)
+  num_classes, num_drawings, height, width = images.shape
+  class_key, drawing_key = jax.random.split(key)
+  class_space = num_classes * (4 if rotate else 1)
+  classes = _distinct(class_key, (batch_size,), class_space, n_way)
+  drawings = _distinct(drawing_key, (batch_size, n_way), num_drawings,
+                       k_shot + n_query)
+  x = images[(classes % num_classes)[..., None], drawings]  # [B, N, K+Q, H, W]
+  if rotate:
+    turns = (classes // num_classes)[..., None, None, None]  # [B, N, 1, 1, 1]
+    x = functools.reduce(
+        lambda acc, r: jnp.where(turns == r, jnp.rot90(x, r, axes=(-2, -1)),
+                                 acc), range(1, 4), x)
+  x = x.astype(jnp.float32)[..., None]
+  labels = jnp.arange(n_way, dtype=jnp.int32)
+
+  def flat(part, per_class):
+    return (part.reshape(batch_size, n_way * per_class, height, width, 1),
+            jnp.broadcast_to(jnp.repeat(labels, per_class),
+                             (batch_size, n_way * per_class)))
+
+  support_x, support_y = flat(x[:, :, :k_shot], k_shot)
+  query_x, query_y = flat(x[:, :, k_shot:], n_query)
+  return Task(support_x, support_y, query_x, query_y)
+
+
+def fixed_tasks(seed_or_key, images: Array, *, num_tasks: int, n_way: int,
+                k_shot: int, n_query: int, rotate: bool = False) -> Task:
+  """A fixed pool of tasks, drawn once (e.g. 200 to train on, 600 to test on).
+
+  Args:
+    seed_or_key: int seed or PRNG key; the same value gives the same pool.
+    images: [C, D, H, W] class-major images.
+    num_tasks: pool size, >= 1.
+    n_way, k_shot, n_query, rotate: as in ``sample_tasks``.
+
+  Returns:
+    ``Task`` with leading axis ``num_tasks`` (float32 images: the pool takes
+    ``num_tasks * n_way * (k_shot + n_query) * H * W * 4`` bytes).
+  """
+  _check_size("num_tasks", num_tasks, 1, np.iinfo(np.int32).max)
+  if isinstance(seed_or_key, numbers.Integral):
+    seed_or_key = jax.random.key(int(seed_or_key))
+  return sample_tasks(seed_or_key, images, n_way=n_way, k_shot=k_shot,
+                      n_query=n_query, batch_size=num_tasks, rotate=rotate)
+
+
+@functools.partial(jax.jit, static_argnames=("batch_size",))
+def sample_from_pool(key: Array, pool: Task, batch_size: int) -> Task:
+  """Draws ``batch_size`` distinct tasks from a pool (jitted, pure).
+
+  Args:
+    key: PRNG key.
+    pool: ``Task`` with a leading [num_tasks] axis (see ``fixed_tasks``).
+    batch_size: tasks to draw, in [1, num_tasks].
+
+  Returns:
+    ``Task`` with leading axis ``batch_size``.
+  """
+  num_tasks = pool.support_y.shape[0]
+  _check_size("batch_size", batch_size, 1, num_tasks,
+              " (the number of tasks in pool)")
+  index = _distinct(key, (), num_tasks, batch_size)
+  return jax.tree.map(lambda x: x[index], pool)
