@@ -1,5 +1,6 @@
 """metalearn: MAML, FOMAML and MAML++ as one functional JAX code path."""
 
+from metalearn import data
 from metalearn import models
 from metalearn.core import accuracy
 from metalearn.core import adapt
