@@ -26,6 +26,7 @@ from metalearn import checkpoints
 from metalearn import config_checks
 from metalearn import core
 from metalearn import evaluate as evaluate_lib
+from metalearn import metrics_log
 from metalearn import schedules
 from metalearn import step as step_lib
 from metalearn.data import episodes
@@ -170,11 +171,6 @@ def _first_order_at(config, step: int) -> bool:
   return step < config.first_order_epochs * config.iters_per_epoch
 
 
-def _append_jsonl(path: Path, row: dict) -> None:
-  with open(path, "a") as f:
-    f.write(json.dumps(row) + "\n")
-
-
 def _evaluate(config, exp: Experiment, meta, tasks: Task, steps: int):
   return evaluate_lib.evaluate(exp.model.apply, meta.params, meta.inner_lrs,
                                tasks, num_steps=steps,
@@ -207,7 +203,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   state = ckpt.restore_latest(state)
   start = int(state.step)
   trainer = Trainer(config, exp)
-  metrics_path = workdir / "metrics.jsonl"
+  writer = metrics_log.MetricsWriter(workdir)
   tasks_per_step = config.meta_batch_size
   bar = tqdm(total=config.num_steps, initial=start, desc=config.algorithm,
              disable=not config.progress, dynamic_ncols=True)
@@ -231,11 +227,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       step += count
       acc = float(np.asarray(out.step_accuracy).reshape(-1, config.inner_steps)
                   [:, -1].mean())
-      row = {"step": step, "loss": float(loss.mean()), "accuracy": acc,
+      row = {"loss": float(loss.mean()), "accuracy": acc,
              "grad_norm": float(np.asarray(out.grad_norm).mean()),
              "tasks_per_s": count * tasks_per_step / max(elapsed, 1e-9),
              "first_order": first_order}
-      _append_jsonl(metrics_path, row)
+      writer.write(step, row)
       bar.update(count)
       bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{acc:.3f}",
                       tasks_s=f"{row['tasks_per_s']:.0f}")
@@ -243,13 +239,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         step % config.eval_every == 0 or step == config.num_steps):
       val = _evaluate(config, exp, state.meta, exp.val_tasks,
                       config.eval_inner_steps)
-      _append_jsonl(metrics_path, {"step": step, "val_accuracy": val.accuracy,
-                                   "val_ci95": val.ci95, "val_loss": val.loss})
+      writer.write(step, {"val_accuracy": val.accuracy, "val_ci95": val.ci95,
+                          "val_loss": val.loss})
       ckpt.save_best(step, state, val.accuracy)
     if (config.checkpoint_every and step % config.checkpoint_every == 0) or (
         step == config.num_steps):
       ckpt.save_latest(step, state)
   bar.close()
+  writer.close()
   ckpt.wait()
   final_meta = state.meta
   best_meta = ckpt.restore_best(state)

@@ -53,6 +53,8 @@ def test_smoke_writes_every_output_and_learns(tmp_path, omniglot_cache_dir):
     assert (tmp_path / name).is_file(), name
   assert any((tmp_path / "checkpoints").iterdir())
   assert any((tmp_path / "best").iterdir())
+  events = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+  assert events and events[0].stat().st_size > 0
   rows = read_jsonl(tmp_path / "metrics.jsonl")
   train_rows = [r for r in rows if "loss" in r]
   val_rows = [r for r in rows if "val_accuracy" in r]
