@@ -24,13 +24,15 @@ nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
 git rev-parse HEAD 2>/dev/null | tee "$OUT/commit.txt" || true
 STEPS_MAML="${STEPS_MAML:-20000}"
 STEPS_MAMLPP="${STEPS_MAMLPP:-20000}"
-run() {  # name config steps
+run() {  # name config steps [extra flags]
   local start=$SECONDS
   python3 experiments/train.py --config="$2" --workdir="$OUT/$1" \
-    --config.num_steps="$3" --config.progress=False \
+    --config.num_steps="$3" --config.progress=False "${@:4}" \
     --config.eval_every="$3" --config.checkpoint_every="$3" \
     2>&1 | grep -v "^[IW][0-9]" | tee "$OUT/$1.log"
   echo "$1: $(( SECONDS - start )) s wall for $3 meta-steps" | tee -a "$OUT/times.txt"
 }
 run maml_5w1s experiments/configs/maml.py:5w1s "$STEPS_MAML"
-run mamlpp_5w1s experiments/configs/mamlpp.py:5w1s "$STEPS_MAMLPP"
+# MAML++'s schedule is in epochs (100 of them): shrink epochs with the steps.
+run mamlpp_5w1s experiments/configs/mamlpp.py:5w1s "$STEPS_MAMLPP" \
+  --config.iters_per_epoch=$(( STEPS_MAMLPP / 100 ))
