@@ -1,6 +1,9 @@
 """metalearn: MAML, FOMAML and MAML++ as one functional JAX code path."""
 
 from metalearn import data
+from metalearn.api import TrainResult
+from metalearn.api import TrainStats
+from metalearn.api import train_maml
 from metalearn import models
 from metalearn.core import accuracy
 from metalearn.core import adapt
@@ -9,6 +12,7 @@ from metalearn.core import extend_inner_lrs
 from metalearn.core import fixed_inner_lrs
 from metalearn.core import meta_loss
 from metalearn.core import validate_inner_lrs
+from metalearn.evaluate import EvalResult
 from metalearn.schedules import last_step_weights
 from metalearn.schedules import msl_weights
 from metalearn.step import MetaState

@@ -48,10 +48,14 @@ class EvalResult(NamedTuple):
     }
 
 
-@functools.partial(jax.jit, static_argnames=("apply_fn", "step_aware"))
-def _chunk_metrics(apply_fn, params, inner_lrs, tasks, *, step_aware):
+@functools.partial(jax.jit,
+                   static_argnames=("apply_fn", "step_aware", "batching"))
+def _chunk_metrics(apply_fn, params, inner_lrs, tasks, *, step_aware,
+                   batching):
   run = functools.partial(core.adapt, apply_fn, params, inner_lrs,
                           first_order=True, step_aware=step_aware)
+  if batching == "map":
+    return jax.lax.map(lambda t: run(t)[1], tasks)
   return jax.vmap(run)(tasks)[1]
 
 
@@ -62,7 +66,8 @@ def evaluate(apply_fn: ApplyFn,
              *,
              num_steps: int,
              step_aware: bool = False,
-             chunk_size: int = 100) -> EvalResult:
+             chunk_size: int = 100,
+             batching: str = "vmap") -> EvalResult:
   """Adapts to every task of a fixed set and scores the query sets.
 
   Args:
@@ -75,6 +80,8 @@ def evaluate(apply_fn: ApplyFn,
     step_aware: ``apply_fn`` takes the inner step index.
     chunk_size: tasks per compiled call (memory bound); the last chunk is
       padded, so one shape compiles once.
+    batching: ``"vmap"`` or ``"map"`` over the tasks of a chunk (``"map"`` is
+      faster for conv nets on CPU), as in :func:`metalearn.core.meta_loss`.
 
   Returns:
     An :class:`EvalResult`.
@@ -82,6 +89,8 @@ def evaluate(apply_fn: ApplyFn,
   if num_steps < 1:
     raise ValueError(f"num_steps (test inner steps) must be >= 1, got "
                      f"{num_steps}.")
+  if batching not in ("vmap", "map"):
+    raise ValueError(f"batching must be 'vmap' or 'map', got {batching!r}.")
   lrs = core.extend_inner_lrs(inner_lrs, num_steps)
   num_tasks = int(tasks.support_y.shape[0])
   chunk = max(1, min(chunk_size, num_tasks))
@@ -94,7 +103,7 @@ def evaluate(apply_fn: ApplyFn,
           lambda x: jnp.concatenate(
               [x, jnp.repeat(x[:1], chunk - n, axis=0)]), part)
     metrics = _chunk_metrics(apply_fn, params, lrs, part,
-                             step_aware=step_aware)
+                             step_aware=step_aware, batching=batching)
     losses.append(np.asarray(metrics.loss)[:n])
     accs.append(np.asarray(metrics.accuracy)[:n])
   loss, acc = np.concatenate(losses), np.concatenate(accs)

@@ -174,7 +174,8 @@ def _first_order_at(config, step: int) -> bool:
 def _evaluate(config, exp: Experiment, meta, tasks: Task, steps: int):
   return evaluate_lib.evaluate(exp.model.apply, meta.params, meta.inner_lrs,
                                tasks, num_steps=steps,
-                               step_aware=exp.model.step_aware)
+                               step_aware=exp.model.step_aware,
+                               batching=config.batching)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict,
