@@ -72,6 +72,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _int_at_least(config, field, 0)
   for field in ("inner_lr", "outer_lr"):
     _positive(config, field)
+  if not config.max_train_seconds >= 0:
+    raise _fail("max_train_seconds", config.max_train_seconds,
+                "must be >= 0 (0 = no limit)")
   if config.lr_schedule == "cosine":
     _positive(config, "outer_lr_min")
     if config.outer_lr_min > config.outer_lr:

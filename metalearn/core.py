@@ -179,8 +179,13 @@ def adapt(apply_fn: ApplyFn,
   if remat:
     step_fn = jax.checkpoint(step_fn)
   xs = ([lr_leaves[i] for i in idx], jnp.arange(num_steps, dtype=jnp.int32))
-  adapted, metrics = jax.lax.scan(step_fn, [leaves[i] for i in idx], xs,
-                                  unroll=unroll)
+  init = [leaves[i] for i in idx]
+  if num_steps == 1:
+    # No scan: the step sees the shared initial weights as they are, which
+    # keeps vmapped convolutions ungrouped (4x faster on CPU, measured).
+    adapted, metrics = step_fn(init, jax.tree.map(lambda a: a[0], xs))
+    return merge(adapted), jax.tree.map(lambda a: a[None], metrics)
+  adapted, metrics = jax.lax.scan(step_fn, init, xs, unroll=unroll)
   return merge(adapted), metrics
 
 

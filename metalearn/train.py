@@ -149,6 +149,9 @@ class Trainer:
     self._exp = experiment
     self._steps = {}
 
+  def is_compiled(self, first_order: bool, count: int) -> bool:
+    return (first_order, count) in self._steps
+
   def __call__(self, state, first_order: bool, count: int):
     key = (first_order, count)
     if key not in self._steps:
@@ -208,11 +211,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   tasks_per_step = config.meta_batch_size
   bar = tqdm(total=config.num_steps, initial=start, desc=config.algorithm,
              disable=not config.progress, dynamic_ncols=True)
-  step, train_time = start, 0.0
+  step, train_time, out_of_time = start, 0.0, False
   for mark in _boundaries(config):
-    while step < mark:
+    while step < mark and not out_of_time:
       first_order = _first_order_at(config, step)
       count = min(config.steps_per_call, mark - step)
+      compiles = not trainer.is_compiled(first_order, count)
       t0 = time.perf_counter()
       state, out = trainer(state, first_order, count)
       loss = np.asarray(out.loss).reshape(-1)
@@ -231,21 +235,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       row = {"loss": float(loss.mean()), "accuracy": acc,
              "grad_norm": float(np.asarray(out.grad_norm).mean()),
              "tasks_per_s": count * tasks_per_step / max(elapsed, 1e-9),
+             "seconds": elapsed, "compiled": compiles,
              "first_order": first_order}
       writer.write(step, row)
       bar.update(count)
       bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{acc:.3f}",
                       tasks_s=f"{row['tasks_per_s']:.0f}")
+      out_of_time = 0 < config.max_train_seconds < train_time
     if exp.val_tasks is not None and config.eval_every and (
-        step % config.eval_every == 0 or step == config.num_steps):
+        step % config.eval_every == 0 or step == config.num_steps
+        or out_of_time):
       val = _evaluate(config, exp, state.meta, exp.val_tasks,
                       config.eval_inner_steps)
       writer.write(step, {"val_accuracy": val.accuracy, "val_ci95": val.ci95,
                           "val_loss": val.loss})
       ckpt.save_best(step, state, val.accuracy)
     if (config.checkpoint_every and step % config.checkpoint_every == 0) or (
-        step == config.num_steps):
+        step == config.num_steps or out_of_time):
       ckpt.save_latest(step, state)
+    if out_of_time:
+      print(f"max_train_seconds={config.max_train_seconds} reached after "
+            f"{step} meta-steps; evaluating. Rerun to continue training.")
+      break
   bar.close()
   writer.close()
   ckpt.wait()
@@ -259,6 +270,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       "n_way": config.n_way, "k_shot": config.k_shot,
       "meta_steps": step,
       "train_seconds_this_run": train_time,
+      "stopped_by_time_budget": out_of_time,
       "used_best_checkpoint": best_meta is not None,
       "test": result.summary(),
       "inner_lrs": jax.tree.map(lambda a: np.asarray(a).tolist(),

@@ -180,7 +180,7 @@ def test_nan_stops_run_and_keeps_last_checkpoint(tmp_path, omniglot_cache_dir):
   good = maml_config(omniglot_cache_dir, num_steps=4, checkpoint_every=4)
   train.train_and_evaluate(good, tmp_path)
   before = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
-  bad = maml_config(omniglot_cache_dir, num_steps=12, inner_lr=1e30,
+  bad = maml_config(omniglot_cache_dir, num_steps=12, outer_lr=1e30,
                     checkpoint_every=4)
   with pytest.raises(FloatingPointError, match="meta-loss became"):
     train.train_and_evaluate(bad, tmp_path)

@@ -55,8 +55,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.test_tasks = 600
   c.checkpoint_every = 5_000
   c.seed = 0
+  c.max_train_seconds = 0.0  # >0: stop training after this many seconds.
   c.remat = False
-  c.unroll = 1
+  # Unrolled inner loop: on an H200 (MAML, 5 steps, meta-batch 32) the
+  # rolled scan ran at 0.77x the unrolled speed (docs/benchmarks.md).
+  c.unroll = True
   c.batching = "vmap"       # vmap | map (lax.map: faster on CPU, less memory)
   c.progress = True
   return c

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The one prepared GPU run of issue 7 (speed, memory, multi-device).
+#
+# Run from the repository root on an H100/H200 (about 5 minutes including
+# compile; give it a 600 s limit):
+#
+#   bash experiments/gpu_benchmark.sh            # writes to $OUT (or runs/gpu)
+#
+# Writes $OUT/results.jsonl, $OUT/results.md (the table, also printed last)
+# and $OUT/log.txt. Every row runs in its own process (--isolate, the
+# default), so peak_bytes (device_peak_bytes_in_use) is that row's own; an
+# out-of-memory row becomes an "error" row instead of ending the run. Goals,
+# most important first (an interrupted run keeps the finished groups):
+#   1. MAML (second order), meta-batch 32: plain vs tuned (scan), unrolled,
+#      bf16 compute, lax.map over tasks.
+#   2. FOMAML vs MAML at meta-batch 32.
+#   3. MAML++ (5 steps): time per task vs plain, memory with/without remat.
+#   4. Small meta-batch 8: one meta-step per dispatch vs 10 (steps_per_call).
+#   5. Meta-batch growth 32 -> 128 -> 512 (MAML, plain vs tuned).
+#
+# A mechanical dry run on a CPU (tiny model; numbers meaningless):
+#   OUT=/tmp/gpu_dry BENCH_ARGS="--filters=2 --num_blocks=1 --warmup=1 \
+#     --chunks=1 --steps_per_chunk=1" bash experiments/gpu_benchmark.sh
+#
+# Needs jax (with CUDA), flax, optax, numpy and absl-py; the device image has
+# them all (ml_collections, which this does not import, is absent there). If
+# absl-py were missing, carry its wheel: here, `python3 -m pip download
+# --no-deps --only-binary=:all: -d .whl absl-py`, pass `.whl` in the run's
+# carry, and start the command with `python3 -m pip install -q --no-index
+# --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site`.
+set -euo pipefail
+
+OUT="${OUT:-runs/gpu}"
+PY="${PYTHON:-python3}"
+mkdir -p "$OUT"
+rm -f "$OUT/results.jsonl"
+export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+# Let an isolated row use most of the card (the default pool is 75%).
+export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.9}"
+LOG="$OUT/log.txt"
+
+{
+  date -u
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
+  "$PY" -c "import jax, flax, optax, absl; print('jax', jax.__version__, \
+jax.devices())"
+  git rev-parse HEAD 2>/dev/null || echo "commit: (not a git checkout)"
+} 2>&1 | tee "$LOG"
+
+bench() {
+  "$PY" experiments/benchmark.py --output_dir="$OUT" --append --filters=64 \
+    --n_ways=5 --k_shots=1 --n_queries=15 --warmup=3 --chunks=5 "$@" \
+    ${BENCH_ARGS:-} 2>&1 | tee -a "$LOG"
+}
+
+# 1. MAML 2nd order, meta-batch 32.
+bench --algorithms=maml --meta_batch_sizes=32 --inner_steps=1 \
+  --steps_per_chunk=10 --modes=plain,tuned,tuned+unroll,tuned+bf16,tuned+map
+# 2. FOMAML vs MAML (compare with group 1's rows).
+bench --algorithms=fomaml --meta_batch_sizes=32 --inner_steps=1 \
+  --steps_per_chunk=10 --modes=plain,tuned
+# 3. MAML++: multi-step loss, learned per-step per-layer rates, per-step BN.
+bench --algorithms=mamlpp --meta_batch_sizes=32 --inner_steps=5 \
+  --steps_per_chunk=5 --modes=plain,tuned,tuned+remat
+# 4. Small meta-batch: dispatch overhead and steps_per_call.
+bench --algorithms=maml --meta_batch_sizes=8 --inner_steps=1 \
+  --steps_per_chunk=20 --modes=plain,tuned,tuned+spc10
+# 5. Meta-batch growth (32 is in group 1).
+bench --algorithms=maml --meta_batch_sizes=128,512 --inner_steps=1 \
+  --steps_per_chunk=4 --modes=plain,tuned
+
+echo "== all rows ==" | tee -a "$LOG"
+cat "$OUT/results.md" | tee -a "$LOG"
