@@ -140,12 +140,27 @@ def test_mamlpp_switches_change_what_they_should(tmp_path, omniglot_cache_dir):
   np.testing.assert_allclose(no_learn.meta.inner_lrs["conv0"]["kernel"], 0.1)
 
 
-def test_cosine_schedule_reaches_minimum(omniglot_cache_dir):
+def test_outer_rate_follows_cosine_schedule(omniglot_cache_dir):
+  # Adam's update for a constant unit gradient is about -lr(step), so the
+  # updates trace the schedule: outer_lr at the start, near outer_lr_min at
+  # the end.
   c = mamlpp_config(omniglot_cache_dir)
-  schedule = train.optax.cosine_decay_schedule(
+  opt = train.build_optimizer(c)
+  params = {"w": np.zeros(())}
+  state = opt.init(params)
+  sizes = []
+  for _ in range(c.num_steps):
+    updates, state = opt.update({"w": np.ones(())}, state, params)
+    sizes.append(-float(updates["w"]))
+  np.testing.assert_allclose(sizes[0], c.outer_lr, rtol=1e-3)
+  expected = train.optax.cosine_decay_schedule(
       c.outer_lr, c.num_steps, alpha=c.outer_lr_min / c.outer_lr)
-  assert train.build_optimizer(c) is not None
-  np.testing.assert_allclose(schedule(c.num_steps), c.outer_lr_min, rtol=1e-5)
+  np.testing.assert_allclose(sizes[-1], expected(c.num_steps - 1), rtol=1e-3)
+  assert sizes[-1] < 0.1 * sizes[0]
+  constant = train.build_optimizer(maml_config(omniglot_cache_dir))
+  updates, _ = constant.update({"w": np.ones(())},
+                               constant.init(params), params)
+  np.testing.assert_allclose(-float(updates["w"]), 3e-3, rtol=1e-3)
 
 
 @pytest.mark.parametrize("field,value,words", [
