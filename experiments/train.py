@@ -14,6 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 from metalearn import train
@@ -27,6 +28,9 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   del argv
+  # Orbax logs every checkpoint step at INFO; --verbosity=0 brings them back.
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
   train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 

@@ -20,12 +20,12 @@ def get_config(algorithm: str = "maml"):
   c.inner_lr = 0.4 if "mamlpp" not in algorithm else 0.1
   c.inner_steps = 1 if "mamlpp" not in algorithm else 3
   c.eval_inner_steps = 3
-  c.num_steps = 600
-  c.iters_per_epoch = 60
+  c.num_steps = 300
+  c.iters_per_epoch = 30
   c.msl_epochs = 3 if "mamlpp" in algorithm else 0
   c.first_order_epochs = 0
   c.steps_per_call = 20
-  c.eval_every = c.checkpoint_every = 200
+  c.eval_every = c.checkpoint_every = 100
   c.val_tasks = 50
   c.test_tasks = 200
   c.batching = "map"  # vmapped per-task convolutions are slow on CPU.
