@@ -4,7 +4,8 @@ Run:
   python experiments/train.py --config=experiments/configs/cpu_small.py \
       --workdir=runs/cpu_small
 Any algorithm: append ``:fomaml``, ``:mamlpp`` or ``:mamlpp_first_order``.
-Measured: see docs/benchmarks.md.
+Measured (commit eda04a4, 2-core CPU, idle): 80.62% ± 1.67 on 200 test
+tasks in 7 min 22 s for the whole command (docs/benchmarks.md).
 """
 
 from experiments.configs import base
