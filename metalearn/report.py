@@ -367,6 +367,14 @@ def _smooth(y: np.ndarray) -> np.ndarray:
                      mode="valid")
 
 
+def _save(fig, path: str) -> str:
+  """Lays out, writes the PNG and frees the figure."""
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
 def plot_training_loss(results: Sequence, path: str) -> str:
   """Training query loss after the last inner step, per iteration."""
   fig, ax = plt.subplots(figsize=(7, 4))
@@ -382,10 +390,7 @@ def plot_training_loss(results: Sequence, path: str) -> str:
   ax.set_title("Training loss (faint: raw, solid: moving average)")
   ax.grid(alpha=0.3)
   ax.legend()
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return _save(fig, path)
 
 
 def plot_adaptation_loss(results: Sequence, path: str) -> str:
@@ -401,10 +406,7 @@ def plot_adaptation_loss(results: Sequence, path: str) -> str:
   ax.xaxis.get_major_locator().set_params(integer=True)
   ax.grid(alpha=0.3)
   ax.legend()
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return _save(fig, path)
 
 
 def plot_inner_lrs(result, path: str) -> str:
@@ -428,10 +430,7 @@ def plot_inner_lrs(result, path: str) -> str:
       ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=7,
               color="black" if v > mid else "white")
   fig.colorbar(im, ax=ax)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return _save(fig, path)
 
 
 def write_plots(results: Sequence, output_dir: str) -> list[str]:

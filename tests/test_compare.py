@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from experiments.configs import cpu_small
 from metalearn import compare
 from metalearn import report
 
@@ -134,8 +135,10 @@ def test_protocol_defaults_shrink_on_cpu_and_flags_override():
   assert "filters 64 -> 8 (CPU default)" in shrunk
   config, _ = compare.resolve_protocol(
       str(ROOT / "experiments/configs/cpu_small.py") + ":mamlpp", full=True)
-  assert (config.inner_steps, config.filters, config.train_tasks) == (3, 32, 0)
-  assert config.iterations == 600
+  source = cpu_small.get_config("mamlpp")
+  assert (config.inner_steps, config.filters, config.train_tasks) == (
+      source.inner_steps, source.filters, 0)
+  assert config.iterations == source.num_steps
   with pytest.raises(ValueError, match="not a file"):
     compare.resolve_protocol("nope.py")
   with pytest.raises(ValueError, match="meta_batch_size"):
