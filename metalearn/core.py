@@ -104,11 +104,11 @@ def validate_task(task: Task, *, batched: bool = False) -> None:
 
 
 def _split_adapted(params: PyTree, inner_lrs: PyTree):
-  """Flattens; returns (leaves, treedef, indices of adapted leaves)."""
+  """Flattens; returns (leaves, treedef, indices of adapted leaves, lrs)."""
   leaves, treedef = jax.tree.flatten(params)
   lrs = jax.tree.leaves(inner_lrs, is_leaf=_is_none)
   idx = tuple(i for i, lr in enumerate(lrs) if lr is not None)
-  return leaves, treedef, idx
+  return leaves, treedef, idx, lrs
 
 
 def adapt(apply_fn: ApplyFn,
@@ -147,8 +147,7 @@ def adapt(apply_fn: ApplyFn,
   """
   num_steps = validate_inner_lrs(params, inner_lrs)
   validate_task(task)
-  leaves, treedef, idx = _split_adapted(params, inner_lrs)
-  lr_leaves = jax.tree.leaves(inner_lrs, is_leaf=_is_none)
+  leaves, treedef, idx, lr_leaves = _split_adapted(params, inner_lrs)
 
   def call(p, x, step):
     return apply_fn(p, x, step) if step_aware else apply_fn(p, x)

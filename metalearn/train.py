@@ -9,7 +9,6 @@ the step, never threaded). Outputs in ``workdir``: ``config.json``,
 """
 
 import json
-import math
 import os
 import time
 from pathlib import Path

@@ -8,7 +8,6 @@ import pytest
 
 from experiments.configs import base
 from experiments.configs import mamlpp
-from metalearn import config_checks
 from metalearn import train
 
 
