@@ -40,8 +40,10 @@ class StepOutput(NamedTuple):
 
   Attributes:
     loss: the weighted meta-loss.
-    step_loss: [num_steps] query loss after each inner step, task mean.
-    step_accuracy: [num_steps] query accuracy after each inner step.
+    step_loss: [Q] query loss after each inner step, task mean (Q =
+      num_steps), or after the last step only (Q = 1) when the step was built
+      with ``step_weights_fn=None``.
+    step_accuracy: [Q] query accuracy, likewise.
     grad_norm: global norm of the meta-gradient.
   """
   loss: Array
@@ -76,7 +78,7 @@ def init_meta_state(params: PyTree, inner_lrs: PyTree,
 def make_meta_step(apply_fn: ApplyFn,
                    optimizer: optax.GradientTransformation,
                    task_fn: TaskFn,
-                   step_weights_fn: WeightsFn,
+                   step_weights_fn: Optional[WeightsFn],
                    *,
                    first_order: bool = False,
                    learn_inner_lrs: bool = False,
@@ -95,7 +97,9 @@ def make_meta_step(apply_fn: ApplyFn,
     optimizer: the outer optax optimizer (may carry a schedule).
     task_fn: ``task_fn(key, data) -> Task`` batch, sampled inside the step.
     step_weights_fn: ``step_weights_fn(meta_step) -> [num_steps]`` weights of
-      each inner step's query loss (constant for MAML, annealed for MAML++).
+      each inner step's query loss (MAML++'s annealed multi-step loss), or
+      ``None``: the last step's query loss alone (MAML, FOMAML, MAML++ after
+      its annealing), with the query set run once instead of every step.
     first_order: FOMAML (``stop_gradient`` on inner gradients).
     learn_inner_lrs: update ``inner_lrs`` with the outer optimizer (MAML++).
     step_aware, remat, unroll, batching: forwarded to :func:`metalearn.core.meta_loss`.
@@ -127,7 +131,8 @@ def make_meta_step(apply_fn: ApplyFn,
     tasks = task_fn(jax.random.fold_in(key, state.step), data)
     if task_sharding is not None:
       tasks = jax.lax.with_sharding_constraint(tasks, task_sharding)
-    weights = step_weights_fn(state.step)
+    weights = (None if step_weights_fn is None
+               else step_weights_fn(state.step))
     train_part = trainable(state.meta, learn_inner_lrs)
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         train_part, state.meta, tasks, weights)

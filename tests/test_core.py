@@ -29,14 +29,16 @@ def reference_inner_loop(apply_fn, params, lr, task, num_steps):
 
 class MetaGradientTest(parameterized.TestCase):
 
-  @parameterized.parameters(1, 3)
-  def test_maml_grad_matches_finite_differences(self, num_steps):
+  @parameterized.parameters((1, True), (3, True), (1, False), (3, False))
+  def test_maml_grad_matches_finite_differences(self, num_steps, weighted):
+    # weighted: a multi-step loss; else step_weights=None (the last step's
+    # query loss alone, the query set run once).
     model = helpers.tiny_model()
     with jax.enable_x64(True):
       params = helpers.to_f64(model.init(jax.random.key(0)))
       lrs = helpers.to_f64(ml.fixed_inner_lrs(params, 0.3, num_steps))
       tasks = helpers.to_f64(helpers.tiny_tasks(jax.random.key(1)))
-      weights = jnp.linspace(0.5, 1.0, num_steps)
+      weights = jnp.linspace(0.5, 1.0, num_steps) if weighted else None
 
       def loss(p, a):
         return ml.meta_loss(model.apply, p, a, tasks, weights)[0]
@@ -82,10 +84,10 @@ class MetaGradientTest(parameterized.TestCase):
     g_q = jax.grad(lambda p: ml.cross_entropy(
         model.apply(p, task.query_x), task.query_y))(adapted)
     expected = jax.tree.map(lambda q, s: -jnp.sum(q * s)[None], g_q, g_s)
-    got = jax.grad(lambda a: ml.meta_loss(
-        model.apply, params, a, tasks, ml.last_step_weights(1),
-        first_order=True)[0])(lrs)
-    chex.assert_trees_all_close(got, expected, rtol=1e-4, atol=1e-7)
+    for weights in (ml.last_step_weights(1), None):
+      got = jax.grad(lambda a, w=weights: ml.meta_loss(
+          model.apply, params, a, tasks, w, first_order=True)[0])(lrs)
+      chex.assert_trees_all_close(got, expected, rtol=1e-4, atol=1e-7)
 
 
 class EquivalenceTest(parameterized.TestCase):
@@ -182,6 +184,83 @@ class EquivalenceTest(parameterized.TestCase):
     chex.assert_trees_all_close(run(unroll=True), base, rtol=1e-5, atol=1e-7)
 
 
+class FinalQueryOnlyTest(parameterized.TestCase):
+  """``step_weights=None`` must equal one-hot last-step weights exactly."""
+
+  def setUp(self):
+    super().setUp()
+    self.model = helpers.tiny_model()
+    self.params = self.model.init(jax.random.key(0))
+    self.lrs = ml.fixed_inner_lrs(self.params, 0.4, 3)
+    self.tasks = helpers.tiny_tasks(jax.random.key(1))
+
+  def value_and_grads(self, weights, **kw):
+    return jax.value_and_grad(
+        lambda p, a: ml.meta_loss(self.model.apply, p, a, self.tasks,
+                                  weights, **kw),
+        argnums=(0, 1), has_aux=True)(self.params, self.lrs)
+
+  @parameterized.parameters(
+      dict(first_order=False), dict(first_order=True), dict(remat=True),
+      dict(unroll=True), dict(batching="map"))
+  def test_matches_one_hot_last_step_weights(self, **kw):
+    (loss, metrics), grads = self.value_and_grads(None, **kw)
+    (ref_loss, ref_metrics), ref_grads = self.value_and_grads(
+        ml.last_step_weights(3), **kw)
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-6)
+    chex.assert_shape([metrics.loss, metrics.accuracy], (4, 1))
+    np.testing.assert_allclose(metrics.loss[:, 0], ref_metrics.loss[:, -1],
+                               rtol=1e-6)
+    np.testing.assert_allclose(metrics.accuracy[:, 0],
+                               ref_metrics.accuracy[:, -1])
+    chex.assert_trees_all_close(grads, ref_grads, rtol=1e-5, atol=1e-7)
+
+  def test_runs_the_query_set_once(self):
+    # XLA's flop count of the unrolled program: the skipped query passes
+    # after steps 1 and 2 must show (weights are an argument, so nothing can
+    # be constant-folded away on the one-hot side).
+    tasks = helpers.tiny_tasks(jax.random.key(1), queries=10)
+
+    def flops(*weights):
+      fn = jax.jit(jax.grad(lambda p, *w: ml.meta_loss(
+          self.model.apply, p, self.lrs, tasks, *(w or (None,)),
+          unroll=True)[0]))
+      analysis = fn.lower(self.params, *weights).compile().cost_analysis()
+      analysis = analysis[0] if isinstance(analysis, list) else analysis
+      return analysis["flops"]
+
+    self.assertLess(flops(), 0.75 * flops(ml.last_step_weights(3)))
+
+  def test_adapt_returns_the_last_steps_metrics(self):
+    task = helpers.first_task(self.tasks)
+    adapted, metrics = ml.adapt(self.model.apply, self.params, self.lrs, task,
+                                query_every_step=False)
+    ref_params, ref_losses = reference_inner_loop(
+        self.model.apply, self.params, 0.4, task, 3)
+    chex.assert_trees_all_close(adapted, ref_params, rtol=1e-5, atol=1e-6)
+    chex.assert_shape(metrics.loss, (1,))
+    np.testing.assert_allclose(metrics.loss[0], ref_losses[-1], rtol=1e-5)
+
+  def test_step_aware_model_sees_the_last_step_index(self):
+    # Per-step batch norm: the final query pass must use the last step's
+    # affine, exactly as the every-step path does.
+    model = ml.models.conv4(3, input_shape=(8, 8, 1), filters=2,
+                            num_blocks=1, per_step_bn=3)
+    params = model.init(jax.random.key(0))
+    params = jax.tree.map(lambda p: p + 0.1 * jnp.arange(p.size).reshape(
+        p.shape) / p.size, params)
+    lrs = ml.fixed_inner_lrs(params, 0.4, 3)
+    key = jax.random.key(3)
+    tasks = ml.Task(jax.random.normal(key, (2, 3, 8, 8, 1)),
+                    jnp.tile(jnp.arange(3), (2, 1)),
+                    jax.random.normal(key, (2, 6, 8, 8, 1)),
+                    jnp.tile(jnp.arange(3), (2, 2)))
+    run = lambda w: ml.meta_loss(model.apply, params, lrs, tasks, w,
+                                 step_aware=True)[0]
+    np.testing.assert_allclose(run(None), run(ml.last_step_weights(3)),
+                               rtol=1e-6)
+
+
 def _unstack(tasks):
   return [jax.tree.map(lambda x, i=i: x[i], tasks)
           for i in range(tasks.support_x.shape[0])]
@@ -230,8 +309,7 @@ class MetaStepTest(parameterized.TestCase):
       idx = jax.random.choice(key, 8, (4,), replace=False)
       return jax.tree.map(lambda x: x[idx], data)
 
-    weights_fn = ((lambda s: ml.msl_weights(2, s / 5, 2)) if plus_plus
-                  else (lambda s: ml.last_step_weights(2)))
+    weights_fn = (lambda s: ml.msl_weights(2, s / 5, 2)) if plus_plus else None
     opt = optax.adam(1e-2)
     state = ml.init_meta_state(params, lrs, opt, learn_inner_lrs=plus_plus)
     step = ml.make_meta_step(model.apply, opt, task_fn, weights_fn,
@@ -241,7 +319,8 @@ class MetaStepTest(parameterized.TestCase):
     state, first = step(state, tasks, key)
     for _ in range(5):
       state, out = step(state, tasks, key)
-    chex.assert_shape(out.step_loss, (5, 2))
+    # MAML/FOMAML (no weights) run the query set after the last step only.
+    chex.assert_shape(out.step_loss, (5, 2 if plus_plus else 1))
     self.assertEqual(int(state.step), 30)
     self.assertLess(float(out.loss[-5:].mean()), float(first.loss[:5].mean()))
     lr_changed = not np.allclose(state.meta.inner_lrs["head"]["kernel"], 0.4)
