@@ -45,3 +45,34 @@ def test_bad_model_arguments():
     ml.models.conv4(1)
   with pytest.raises(ValueError, match="filters"):
     ml.models.conv4(5, filters=0)
+
+
+def test_matmul_convolution_is_the_same_model():
+  xla = ml.models.conv4(5, input_shape=(12, 12, 1), filters=6, num_blocks=2,
+                        conv_impl="xla")
+  mm = ml.models.conv4(5, input_shape=(12, 12, 1), filters=6, num_blocks=2,
+                       conv_impl="matmul")
+  params = xla.init(jax.random.key(0))
+  chex.assert_trees_all_equal(params, mm.init(jax.random.key(0)))
+  # Non-zero biases, so their placement is checked too.
+  params = jax.tree.map(
+      lambda p: p + 0.05 * jax.random.normal(jax.random.key(2), p.shape),
+      params)
+  x = jax.random.normal(jax.random.key(1), (7, 12, 12, 1))
+  np.testing.assert_allclose(mm.apply(params, x), xla.apply(params, x),
+                             rtol=1e-4, atol=1e-5)
+  # Second-order meta-gradients under vmap (per-task kernels) agree too.
+  lrs = ml.fixed_inner_lrs(params, 0.3, 2)
+  labels = jnp.tile(jnp.arange(5), (3, 2))
+  xs = jax.random.normal(jax.random.key(3), (3, 10, 12, 12, 1))
+  tasks = ml.Task(xs, labels, xs[:, ::-1], labels)
+  grad = lambda m: jax.grad(lambda p: ml.meta_loss(
+      m.apply, p, lrs, tasks, None, unroll=True)[0])(params)
+  chex.assert_trees_all_close(grad(mm), grad(xla), rtol=2e-3, atol=2e-5)
+
+
+def test_conv_impl_auto_and_bad_name():
+  assert ml.models.resolve_conv_impl("auto") == (
+      "matmul" if jax.default_backend() == "cpu" else "xla")
+  with pytest.raises(ValueError, match="conv_impl.*auto, xla, matmul"):
+    ml.models.conv4(5, conv_impl="cudnn")

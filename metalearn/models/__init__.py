@@ -3,5 +3,6 @@
 from metalearn.models.conv4 import Conv4
 from metalearn.models.conv4 import Model
 from metalearn.models.conv4 import conv4
+from metalearn.models.conv4 import resolve_conv_impl
 from metalearn.models.mlp import MLP
 from metalearn.models.mlp import mlp

@@ -55,17 +55,69 @@ class TransductiveBatchNorm(nn.Module):
     return x * scale.reshape(*lead, features) + offset.reshape(*lead, features)
 
 
+CONV_IMPLS = ("auto", "xla", "matmul")
+
+
+def resolve_conv_impl(conv_impl: str) -> str:
+  """``auto`` -> ``matmul`` on CPU, ``xla`` elsewhere; checks the name.
+
+  On CPU, per-task kernels under ``vmap`` turn XLA convolutions into grouped
+  convolutions that ran 11x slower than nine shifted matmuls (fwd + bwd,
+  [8 tasks, 80 images, 14x14x64], docs/performance.md). Elsewhere XLA's
+  convolution stays the default until a GPU measurement says otherwise.
+  """
+  if conv_impl not in CONV_IMPLS:
+    raise ValueError(f"conv_impl must be one of {', '.join(CONV_IMPLS)}; "
+                     f"got {conv_impl!r}.")
+  if conv_impl == "auto":
+    return "matmul" if jax.default_backend() == "cpu" else "xla"
+  return conv_impl
+
+
+class ShiftedMatmulConv(nn.Module):
+  """A 3x3, stride-1, SAME convolution as nine shifted matmuls.
+
+  The same function and parameters (``kernel`` [3, 3, C_in, C_out], ``bias``
+  [C_out], same initialisers) as ``nn.Conv(features, (3, 3),
+  padding="SAME")``, written so that per-task kernels under ``vmap`` become
+  batched matmuls instead of grouped convolutions. Input [B, H, W, C_in] ->
+  [B, H, W, C_out].
+  """
+  features: int
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        (3, 3, x.shape[-1], self.features))
+    bias = self.param("bias", nn.initializers.zeros, (self.features,))
+    height, width = x.shape[-3:-1]
+    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    out = sum(
+        jnp.einsum("bhwc,cd->bhwd", padded[:, dy:dy + height,
+                                           dx:dx + width, :], kernel[dy, dx])
+        for dy in range(3) for dx in range(3))
+    return out + bias.reshape(1, 1, 1, -1)
+
+
 class Conv4(nn.Module):
-  """Conv-4 backbone and linear head. Input [B, H, W, C] -> [B, n_way]."""
+  """Conv-4 backbone and linear head. Input [B, H, W, C] -> [B, n_way].
+
+  ``conv_impl`` is ``xla`` (``nn.Conv``) or ``matmul``
+  (:class:`ShiftedMatmulConv`): the same function and parameters.
+  """
   n_way: int
   filters: int = 64
   num_blocks: int = 4
   per_step_bn: int = 0
+  conv_impl: str = "xla"
 
   @nn.compact
   def __call__(self, x: Array, step: Optional[Array] = None) -> Array:
     for i in range(self.num_blocks):
-      x = nn.Conv(self.filters, (3, 3), padding="SAME", name=f"conv{i}")(x)
+      if self.conv_impl == "matmul":
+        x = ShiftedMatmulConv(self.filters, name=f"conv{i}")(x)
+      else:
+        x = nn.Conv(self.filters, (3, 3), padding="SAME", name=f"conv{i}")(x)
       x = TransductiveBatchNorm(self.per_step_bn, name=f"norm{i}")(x, step)
       x = nn.relu(x)
       x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
@@ -78,7 +130,8 @@ def conv4(n_way: int,
           input_shape: tuple[int, ...] = (28, 28, 1),
           filters: int = 64,
           num_blocks: int = 4,
-          per_step_bn: int = 0) -> Model:
+          per_step_bn: int = 0,
+          conv_impl: str = "auto") -> Model:
   """Builds the conv-4 model.
 
   Args:
@@ -88,6 +141,9 @@ def conv4(n_way: int,
     num_blocks: conv blocks; each halves H and W.
     per_step_bn: 0 for one batch-norm affine per layer; N > 0 for one per inner
       step (MAML++), which makes ``apply`` take the step index.
+    conv_impl: ``xla`` (``nn.Conv``), ``matmul`` (nine shifted matmuls: fast
+      for per-task kernels on CPU) or ``auto`` (``matmul`` on CPU, else
+      ``xla``). Same parameters and function either way.
 
   Returns:
     A :class:`Model`.
@@ -98,7 +154,8 @@ def conv4(n_way: int,
     raise ValueError(f"filters must be >= 1, got {filters}.")
   if per_step_bn < 0:
     raise ValueError(f"per_step_bn must be >= 0, got {per_step_bn}.")
-  module = Conv4(n_way, filters, num_blocks, per_step_bn)
+  module = Conv4(n_way, filters, num_blocks, per_step_bn,
+                 resolve_conv_impl(conv_impl))
   dummy = jnp.zeros((2, *input_shape), jnp.float32)
 
   def init(key):
