@@ -17,6 +17,7 @@ Derivative-order annealing and the cosine outer schedule of the full MAML++
 recipe are config options of :func:`metalearn.train.train_and_evaluate`.
 """
 
+import functools
 import itertools
 import math
 import numbers
@@ -31,6 +32,7 @@ import optax
 from tqdm.auto import tqdm
 
 from metalearn import core
+from metalearn import precision
 from metalearn import schedules
 from metalearn import step as step_lib
 from metalearn.data import episodes
@@ -45,13 +47,15 @@ class TrainStats(NamedTuple):
   """Cost of a run; the step is compiled ahead of time, so they are separate.
 
   Attributes:
-    compile_seconds: compiling the meta-step (the first batch shape).
+    compile_seconds: compiling the meta-step program(s) for the first batch
+      shape (MAML++ has two: with and after its multi-step loss).
     train_seconds: the meta-steps themselves, until the last one finished.
     iterations: meta-steps taken.
     tasks: tasks adapted in all (sum of the meta-batch sizes).
     tasks_per_second: ``tasks / train_seconds``.
-    xla_temp_bytes: XLA's scratch memory for one meta-step (exact, per
-      compiled program; ``None`` where the backend does not report it).
+    xla_temp_bytes: XLA's scratch memory for one meta-step (exact; the
+      larger of MAML++'s two programs; ``None`` where the backend does not
+      report it).
   """
   compile_seconds: float
   train_seconds: float
@@ -72,9 +76,15 @@ class TrainResult(NamedTuple):
       optimizer state): pass it on to keep training.
     losses: [num_iterations] the meta-loss of every iteration (the weighted
       multi-step loss with ``plus_plus``).
-    step_losses: [num_iterations, inner_steps] the query loss after each
-      inner step, mean over the iteration's tasks.
-    apply_fn: the model's ``apply(params, x[, step])``.
+    step_losses: [num_iterations, inner_steps] with ``plus_plus``: the query
+      loss after each inner step, mean over the iteration's tasks, while the
+      multi-step loss weighs them (the first ``msl_epochs`` epochs); after
+      that only the last step counts and only it is computed, so the earlier
+      columns are NaN. [num_iterations, 1] without ``plus_plus``: the last
+      step's only (MAML's meta-loss needs just that, so the query set is not
+      run after the earlier steps).
+    apply_fn: the model's ``apply(params, x[, step])``, computing in
+      ``compute_dtype``.
     step_aware: whether ``apply_fn`` takes the inner step (per-step BN).
     stats: :class:`TrainStats`.
   """
@@ -228,13 +238,9 @@ def _check_logits(apply_fn, params, step_aware, example: Task) -> None:
                      f"got {getattr(out, 'shape', out)} for inputs {x.shape}.")
 
 
-def _weights_fn(plus_plus: bool, inner_steps: int, msl_epochs: int,
-                iters_per_epoch: int):
-  if plus_plus:
-    return lambda s: schedules.msl_weights(inner_steps, s / iters_per_epoch,
-                                           msl_epochs)
-  last = schedules.last_step_weights(inner_steps)
-  return lambda s: last
+def _msl_weights_fn(inner_steps: int, msl_epochs: int, iters_per_epoch: int):
+  return lambda s: schedules.msl_weights(inner_steps, s / iters_per_epoch,
+                                         msl_epochs)
 
 
 def _temp_bytes(compiled) -> Optional[int]:
@@ -265,6 +271,7 @@ def train_maml(model,
                iters_per_epoch: Optional[int] = None,
                frozen: Sequence[str] = (),
                batching: str = "vmap",
+               compute_dtype: str = "float32",
                seed: int = 0,
                progress: bool | str = True) -> TrainResult:
   """Meta-trains ``model`` on ``tasks`` with MAML, FOMAML or MAML++.
@@ -312,7 +319,11 @@ def train_maml(model,
     frozen: parameter path substrings (e.g. ``("norm",)``) not adapted in
       the inner loop (still meta-learned).
     batching: ``"vmap"`` (tasks in parallel) or ``"map"`` (one after another:
-      less memory, and faster for conv nets on CPU).
+      less memory, and faster for your own conv nets on CPU).
+    compute_dtype: ``"float32"`` or ``"bfloat16"``: the network computes in
+      bfloat16 while parameters, inner rates, optimizer state and losses
+      stay float32 (:func:`metalearn.precision.compute_in`); the returned
+      ``apply_fn`` computes the same way.
     seed: seeds the initialisation (when ``params`` is None) and task draws.
     progress: show a progress bar; a string also labels it.
 
@@ -334,6 +345,7 @@ def train_maml(model,
     _check_int("iters_per_epoch", iters_per_epoch, 1)
   if batching not in ("vmap", "map"):
     raise ValueError(f"batching must be 'vmap' or 'map'; got {batching!r}.")
+  precision.check_compute_dtype("compute_dtype", compute_dtype)
   if isinstance(frozen, str):
     raise ValueError("frozen must be a sequence of path substrings, e.g. "
                      f"('norm',); got the string {frozen!r}.")
@@ -342,6 +354,7 @@ def train_maml(model,
   apply_fn, params, step_aware = _resolve_model(
       model, params, source.example.support_x[0], init_key)
   _check_logits(apply_fn, params, step_aware, source.example)
+  apply_fn = precision.compute_in(apply_fn, compute_dtype)
   inner_lrs = core.fixed_inner_lrs(params, inner_lr, inner_steps,
                                    frozen=tuple(frozen))
   try:
@@ -353,15 +366,24 @@ def train_maml(model,
   optimizer = optax.adam(outer_lr)
   state = step_lib.init_meta_state(params, inner_lrs, optimizer,
                                    learn_inner_lrs=plus_plus)
-  step = step_lib.make_meta_step(
-      apply_fn, optimizer,
+  # MAML++'s multi-step loss runs the query set after every inner step until
+  # it has annealed to the last step (msl_end); from there on, and for
+  # MAML/FOMAML throughout, a second program runs it once, after the last.
+  msl_end = min(num_iterations, msl_epochs * epoch) if plus_plus else 0
+  make = functools.partial(
+      step_lib.make_meta_step, apply_fn, optimizer,
       source.task_fn or (lambda _, batch: batch),
-      _weights_fn(plus_plus, inner_steps, msl_epochs, epoch),
       first_order=bool(first_order), learn_inner_lrs=bool(plus_plus),
       step_aware=step_aware, batching=batching)
+  steps = {}
+  if msl_end > 0:
+    steps[True] = make(_msl_weights_fn(inner_steps, msl_epochs, epoch))
+  if msl_end < num_iterations:
+    steps[False] = make(None)
   first_data = source.data if source.batches is None else source.example
   start = time.perf_counter()
-  compiled = step.lower(state, first_data, task_key).compile()
+  compiled = {k: f.lower(state, first_data, task_key).compile()
+              for k, f in steps.items()}
   compile_seconds = time.perf_counter() - start
   signature = _signature(first_data)
   label = progress if isinstance(progress, str) else "meta-train"
@@ -381,7 +403,9 @@ def train_maml(model,
                          f"{num_iterations} needs that many (pass a list to "
                          "cycle through it).")
       data = _as_task_batch(item, "each item of tasks")
-    run = compiled if _signature(data) == signature else step
+    multi_step = i < msl_end
+    run = (compiled[multi_step] if _signature(data) == signature
+           else steps[multi_step])
     state, out = run(state, data, task_key)
     outputs.append((out.loss, out.step_loss))
     tasks_seen += (source.batch_size if batches is None
@@ -393,9 +417,13 @@ def train_maml(model,
   train_seconds = time.perf_counter() - start
   bar.close()
   losses = np.asarray([o[0] for o in outputs], np.float32)
-  step_losses = np.stack([np.asarray(o[1]) for o in outputs])
+  columns = inner_steps if plus_plus else 1
+  step_losses = np.full((num_iterations, columns), np.nan, np.float32)
+  for i, (_, step_loss) in enumerate(outputs):
+    step_losses[i, columns - np.size(step_loss):] = np.asarray(step_loss)
   stats = TrainStats(compile_seconds, train_seconds, num_iterations,
                      tasks_seen, tasks_seen / max(train_seconds, 1e-9),
-                     _temp_bytes(compiled))
+                     max((b for b in map(_temp_bytes, compiled.values())
+                          if b is not None), default=None))
   return TrainResult(state.meta.params, state.meta.inner_lrs, state, losses,
                      step_losses, apply_fn, step_aware, stats)

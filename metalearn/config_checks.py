@@ -9,6 +9,8 @@ from typing import NamedTuple
 import ml_collections
 
 from metalearn.data.omniglot import SPLIT_NAMES
+from metalearn.models.conv4 import CONV_IMPLS
+from metalearn.precision import COMPUTE_DTYPES
 
 
 class Algorithm(NamedTuple):
@@ -60,6 +62,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _one_of(config, "dataset", SPLIT_NAMES)
   _one_of(config, "lr_schedule", LR_SCHEDULES)
   _one_of(config, "batching", ("vmap", "map"))
+  _one_of(config, "conv_impl", CONV_IMPLS)
+  _one_of(config, "compute_dtype", COMPUTE_DTYPES)
   _one_of(config, "inner_adapt", ("all", "head"))
   for field in ("n_way", "k_shot", "n_query", "eval_n_query", "inner_steps",
                 "eval_inner_steps", "meta_batch_size", "num_steps",

@@ -26,6 +26,7 @@ from metalearn import config_checks
 from metalearn import core
 from metalearn import evaluate as evaluate_lib
 from metalearn import metrics_log
+from metalearn import precision
 from metalearn import schedules
 from metalearn import step as step_lib
 from metalearn.data import episodes
@@ -36,10 +37,14 @@ from metalearn.types import Array, PyTree, Task
 
 
 def build_model(config: ml_collections.ConfigDict) -> Model:
-  """Conv-4 with per-step batch-norm affines when ``config.per_step_bn``."""
+  """Conv-4 with per-step batch-norm affines when ``config.per_step_bn``,
+  computing in ``config.compute_dtype`` (parameters stay float32)."""
   steps = max(config.inner_steps, config.eval_inner_steps)
-  return conv4(config.n_way, filters=config.filters,
-               per_step_bn=steps if config.per_step_bn else 0)
+  model = conv4(config.n_way, filters=config.filters,
+                per_step_bn=steps if config.per_step_bn else 0,
+                conv_impl=config.conv_impl)
+  return model._replace(
+      apply=precision.compute_in(model.apply, config.compute_dtype))
 
 
 def build_inner_lrs(config: ml_collections.ConfigDict, params: PyTree) -> PyTree:
@@ -69,14 +74,21 @@ def build_optimizer(config: ml_collections.ConfigDict
 
 
 def step_weights_fn(config: ml_collections.ConfigDict
-                   ) -> Callable[[Array], Array]:
-  """meta_step -> [inner_steps] weights: MSL annealing or last step only."""
-  n = config.inner_steps
+                   ) -> Optional[Callable[[Array], Array]]:
+  """meta_step -> [inner_steps] MSL weights, or None: the last step alone.
+
+  None (no multi-step loss, or the annealing is over) lets the step run the
+  query set once, after the last inner step, instead of after every step.
+  """
   if config.msl_epochs > 0:
     return lambda s: schedules.msl_weights(
-        n, s // config.iters_per_epoch, config.msl_epochs)
-  last = schedules.last_step_weights(n)
-  return lambda s: last
+        config.inner_steps, s // config.iters_per_epoch, config.msl_epochs)
+  return None
+
+
+def msl_end(config: ml_collections.ConfigDict) -> int:
+  """The meta-step from which the multi-step loss weighs only the last step."""
+  return min(config.num_steps, config.msl_epochs * config.iters_per_epoch)
 
 
 def build_task_fn(config: ml_collections.ConfigDict):
@@ -133,14 +145,18 @@ def _boundaries(config: ml_collections.ConfigDict) -> list[int]:
   if config.first_order_epochs:
     marks.add(min(config.num_steps,
                   config.first_order_epochs * config.iters_per_epoch))
+  if config.msl_epochs:
+    marks.add(msl_end(config))
   return sorted(marks)
 
 
 class Trainer:
   """Compiles (and caches) the meta-step variants one run needs.
 
-  Keyed by (first_order, steps_per_call): derivative-order annealing needs two
-  orders, and the last chunk before an eval or save may be shorter.
+  Keyed by (first_order, multi_step, steps_per_call): derivative-order
+  annealing needs two orders, the multi-step loss is dropped (and with it the
+  query passes after the early inner steps) once its annealing ends, and the
+  last chunk before an eval or save may be shorter.
   """
 
   def __init__(self, config, experiment: Experiment):
@@ -148,16 +164,18 @@ class Trainer:
     self._exp = experiment
     self._steps = {}
 
-  def is_compiled(self, first_order: bool, count: int) -> bool:
-    return (first_order, count) in self._steps
+  def is_compiled(self, first_order: bool, multi_step: bool,
+                  count: int) -> bool:
+    return (first_order, multi_step, count) in self._steps
 
-  def __call__(self, state, first_order: bool, count: int):
-    key = (first_order, count)
+  def __call__(self, state, first_order: bool, multi_step: bool, count: int):
+    key = (first_order, multi_step, count)
     if key not in self._steps:
       c, exp = self._config, self._exp
       self._steps[key] = step_lib.make_meta_step(
           exp.model.apply, exp.optimizer, build_task_fn(c),
-          step_weights_fn(c), first_order=first_order,
+          step_weights_fn(c) if multi_step else None,
+          first_order=first_order,
           learn_inner_lrs=exp.learn_inner_lrs,
           step_aware=exp.model.step_aware, remat=c.remat, unroll=c.unroll,
           batching=c.batching,
@@ -171,6 +189,11 @@ def _first_order_at(config, step: int) -> bool:
   if config_checks.ALGORITHMS[config.algorithm].first_order:
     return True
   return step < config.first_order_epochs * config.iters_per_epoch
+
+
+def _multi_step_at(config, step: int) -> bool:
+  """Whether the multi-step loss still weighs the early inner steps."""
+  return step < msl_end(config)
 
 
 def _evaluate(config, exp: Experiment, meta, tasks: Task, steps: int):
@@ -214,10 +237,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   for mark in _boundaries(config):
     while step < mark and not out_of_time:
       first_order = _first_order_at(config, step)
+      multi_step = _multi_step_at(config, step)
       count = min(config.steps_per_call, mark - step)
-      compiles = not trainer.is_compiled(first_order, count)
+      compiles = not trainer.is_compiled(first_order, multi_step, count)
       t0 = time.perf_counter()
-      state, out = trainer(state, first_order, count)
+      state, out = trainer(state, first_order, multi_step, count)
       loss = np.asarray(out.loss).reshape(-1)
       elapsed = time.perf_counter() - t0
       train_time += elapsed
@@ -229,13 +253,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
             f"{workdir / 'checkpoints'} is intact (lower outer_lr or "
             "inner_lr and resume).")
       step += count
-      acc = float(np.asarray(out.step_accuracy).reshape(-1, config.inner_steps)
-                  [:, -1].mean())
+      # [count, Q] or [Q]: the last column is the last inner step.
+      acc = float(np.asarray(out.step_accuracy)[..., -1].mean())
       row = {"loss": float(loss.mean()), "accuracy": acc,
              "grad_norm": float(np.asarray(out.grad_norm).mean()),
              "tasks_per_s": count * tasks_per_step / max(elapsed, 1e-9),
              "seconds": elapsed, "compiled": compiles,
-             "first_order": first_order}
+             "first_order": first_order, "multi_step_loss": multi_step}
       writer.write(step, row)
       bar.update(count)
       bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{acc:.3f}",

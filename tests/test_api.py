@@ -36,7 +36,7 @@ class FlagsTest(parameterized.TestCase):
                             first_order=first_order, plus_plus=plus_plus,
                             num_iterations=60, meta_batch_size=4, **FAST)
     chex.assert_shape(result.losses, (60,))
-    chex.assert_shape(result.step_losses, (60, STEPS))
+    chex.assert_shape(result.step_losses, (60, STEPS if plus_plus else 1))
     assert int(result.state.step) == 60
     start, end = learned(result)
     assert end < start - 0.05, (start, end)
@@ -46,6 +46,12 @@ class FlagsTest(parameterized.TestCase):
       assert not np.allclose(lrs, 0.5)
       np.testing.assert_allclose(result.losses[0],
                                  result.step_losses[0].mean(), rtol=1e-5)
+      # 10 epochs of 4 iterations weigh every step; then only the last step
+      # is computed (the others are NaN) and it is the whole loss.
+      assert np.all(np.isfinite(result.step_losses[:40]))
+      assert np.all(np.isnan(result.step_losses[40:, :-1]))
+      np.testing.assert_allclose(result.losses[40:],
+                                 result.step_losses[40:, -1], rtol=1e-6)
     else:  # Fixed rates; the loss is the last step's.
       np.testing.assert_allclose(lrs, 0.5)
       np.testing.assert_allclose(result.losses, result.step_losses[:, -1],
@@ -86,7 +92,7 @@ class SourcesTest(parameterized.TestCase):
   def test_task_source(self, make):
     result = api.train_maml(helpers.tiny_model(), num_iterations=40,
                             first_order=True, **make(), **FAST)
-    chex.assert_shape(result.step_losses, (40, STEPS))
+    chex.assert_shape(result.step_losses, (40, 1))  # last step only
     assert result.stats.tasks == 160
     start, end = learned(result)
     assert end < start, (start, end)
