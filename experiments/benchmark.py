@@ -12,7 +12,7 @@ runs the whole GPU grid):
       --modes=plain,tuned,tuned+unroll,tuned+remat --output_dir=$OUT
 
 Modes are ``plain`` or ``tuned`` with ``+``-joined knobs (``unroll``,
-``remat``, ``bf16``, ``shard``, ``map``, ``spcN``); see
+``remat``, ``bf16``, ``shard``, ``map``, ``mm``, ``xla``, ``everyq``, ``spcN``); see
 ``metalearn.benchmark.parse_mode``. ``+shard`` splits the tasks over every
 device (simulate 4 on a CPU with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=4``). Every ``speedup`` is

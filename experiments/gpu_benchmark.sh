@@ -9,13 +9,16 @@
 # Writes $OUT/results.jsonl, $OUT/results.md (the table, also printed last)
 # and $OUT/log.txt. Every row runs in its own process (--isolate, the
 # default), so peak_bytes (device_peak_bytes_in_use) is that row's own; an
-# out-of-memory row becomes an "error" row instead of ending the run. Goals,
-# most important first (an interrupted run keeps the finished groups):
-#   1. MAML (second order), meta-batch 32: plain vs tuned (scan), unrolled,
-#      bf16 compute, lax.map over tasks.
+# out-of-memory row becomes an "error" row instead of ending the run. The
+# workload is issue 7's: conv-4 with 64 filters, 5-way 1-shot, 15 query images
+# per class, 5 inner steps, fp32 unless a row says bf16. Goals, most important
+# first (an interrupted run keeps the finished groups):
+#   1. MAML (second order), meta-batch 32: plain vs the library unrolled, with
+#      shifted-matmul convolutions (+mm) and with bf16 compute.
 #   2. FOMAML vs MAML at meta-batch 32.
-#   3. MAML++ (5 steps): time per task vs plain, memory with/without remat.
-#   4. Small meta-batch 8: one meta-step per dispatch vs 10 (steps_per_call).
+#   3. MAML++: time per task vs MAML, memory with and without remat.
+#   4. The MAML++ paper setting (meta-batch 8, 1 query image per class): one
+#      meta-step per dispatch vs 10 (steps_per_call).
 #   5. Meta-batch growth 32 -> 128 -> 512 (MAML, plain vs tuned).
 #
 # A mechanical dry run on a CPU (tiny model; numbers meaningless):
@@ -54,20 +57,21 @@ bench() {
 }
 
 # 1. MAML 2nd order, meta-batch 32.
-bench --algorithms=maml --meta_batch_sizes=32 --inner_steps=1 \
-  --steps_per_chunk=10 --modes=plain,tuned,tuned+unroll,tuned+bf16,tuned+map
+bench --algorithms=maml --meta_batch_sizes=32 --inner_steps=5 \
+  --steps_per_chunk=10 \
+  --modes=plain,tuned+unroll,tuned+unroll+mm,tuned+unroll+bf16,tuned+unroll+mm+bf16
 # 2. FOMAML vs MAML (compare with group 1's rows).
-bench --algorithms=fomaml --meta_batch_sizes=32 --inner_steps=1 \
-  --steps_per_chunk=10 --modes=plain,tuned
+bench --algorithms=fomaml --meta_batch_sizes=32 --inner_steps=5 \
+  --steps_per_chunk=10 --modes=plain,tuned+unroll,tuned+unroll+mm
 # 3. MAML++: multi-step loss, learned per-step per-layer rates, per-step BN.
 bench --algorithms=mamlpp --meta_batch_sizes=32 --inner_steps=5 \
-  --steps_per_chunk=5 --modes=plain,tuned,tuned+remat
-# 4. Small meta-batch: dispatch overhead and steps_per_call.
-bench --algorithms=maml --meta_batch_sizes=8 --inner_steps=1 \
-  --steps_per_chunk=20 --modes=plain,tuned,tuned+spc10
+  --steps_per_chunk=5 --modes=plain,tuned+unroll,tuned+unroll+remat
+# 4. The MAML++ paper setting: dispatch overhead and steps_per_call.
+bench --algorithms=mamlpp --meta_batch_sizes=8 --n_queries=1 --inner_steps=5 \
+  --steps_per_chunk=20 --modes=plain,tuned+unroll,tuned+unroll+spc10
 # 5. Meta-batch growth (32 is in group 1).
-bench --algorithms=maml --meta_batch_sizes=128,512 --inner_steps=1 \
-  --steps_per_chunk=4 --modes=plain,tuned
+bench --algorithms=maml --meta_batch_sizes=128,512 --inner_steps=5 \
+  --steps_per_chunk=4 --modes=plain,tuned+unroll
 
 echo "== all rows ==" | tee -a "$LOG"
 cat "$OUT/results.md" | tee -a "$LOG"

@@ -5,22 +5,24 @@ loss + learned per-step per-layer rates + per-step batch norm, or
 ``mamlpp_first_order``) on Omniglot-shaped synthetic tasks (28x28x1, conv-4)
 sampled on the device, run one of two ways:
 
-* ``plain``: a deliberately straightforward implementation that shares no
-  code with :mod:`metalearn.core`: ``jit`` + ``vmap`` over tasks, the inner
-  loop as a Python ``for`` loop (unrolled), float32, one meta-step per
-  dispatch (plus one dispatch to sample the tasks), no remat, no donation.
+* ``plain``: :mod:`metalearn.baseline`, a deliberately straightforward
+  implementation (``jit`` + ``vmap`` over tasks, Python-loop inner loop,
+  float32, XLA convolutions, one meta-step per dispatch, no remat, no
+  donation) that shares no code with :mod:`metalearn.core`.
 * ``tuned``: :func:`metalearn.step.make_meta_step` (``lax.scan`` over inner
-  steps, sampling inside the step, donation) with the knobs of a mode spec
-  ``tuned[+unroll][+remat][+bf16][+shard][+map][+spcN]``: unroll the scan,
-  ``jax.checkpoint`` each inner step, bfloat16 compute (float32 master
-  weights), split tasks over all devices, ``lax.map`` over tasks, N
+  steps, sampling inside the step, donation; MAML/FOMAML run the query set
+  once, after the last step) with the knobs of a mode spec
+  ``tuned[+unroll][+remat][+bf16][+shard][+map][+mm|+xla][+spcN]``: unroll
+  the scan, ``jax.checkpoint`` each inner step, bfloat16 compute (float32
+  master weights), split tasks over all devices, ``lax.map`` over tasks,
+  shifted-matmul or XLA convolutions (default: the model's ``auto``), N
   meta-steps per dispatch.
 
-Both compute the same function (query loss after every inner step, same
-tasks, same Adam update), so ``speedup`` (tasks/s over the ``plain`` row of
-the same workload, measured in the same run) compares implementations, not
-arithmetic. Rows are measured after warm-up over several timed chunks, each
-ended by ``jax.block_until_ready``; compile time is taken separately with
+Both compute the same function (the same query losses, tasks and Adam
+update), so ``speedup`` (tasks/s over the ``plain`` row of the same workload,
+measured in the same run) compares implementations, not arithmetic. Rows are
+measured after warm-up over several timed chunks, each ended by
+``jax.block_until_ready``; compile time is taken separately with
 ``.lower(...).compile()``. Memory: ``xla_temp_bytes`` is XLA's scratch for
 the step program per device (exact per row); ``peak_bytes`` is the runtime
 peak, ``device_peak_bytes_in_use`` on GPU or the process's peak RSS on CPU
@@ -43,12 +45,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from metalearn import baseline
+from metalearn import precision
 from metalearn import schedules
 from metalearn import sharding
 from metalearn import step as step_lib
 from metalearn.data import episodes
 from metalearn.core import fixed_inner_lrs
 from metalearn.models import conv4
+from metalearn.models import resolve_conv_impl
+from metalearn.baseline import Problem
 from metalearn.types import Array, Task
 
 ALGORITHMS = ("maml", "fomaml", "mamlpp", "mamlpp_first_order")
@@ -79,6 +85,8 @@ class Mode(NamedTuple):
   bf16: bool = False
   shard: bool = False
   map: bool = False
+  every_query: bool = False
+  conv: str = "auto"
   steps_per_call: int = 1
 
   @property
@@ -105,6 +113,7 @@ class Row(NamedTuple):
   filters: int
   num_blocks: int = 4
   devices: int = 1
+  conv_impl: str = ""
   tasks_per_s: Optional[float] = None
   step_s_median: Optional[float] = None
   step_s_p25: Optional[float] = None
@@ -131,19 +140,26 @@ def parse_mode(spec: str) -> Mode:
   Knobs: ``unroll`` (unroll the inner ``lax.scan``), ``remat``
   (``jax.checkpoint`` per inner step), ``bf16`` (bfloat16 compute), ``shard``
   (split tasks over all devices), ``map`` (``lax.map`` over tasks instead of
-  ``vmap``, if ``make_meta_step`` has ``batching``), ``spcN`` (N meta-steps
-  per call).
+  ``vmap``), ``mm`` / ``xla`` (shifted-matmul / XLA convolutions instead of
+  the model's ``auto`` choice), ``everyq`` (MAML/FOMAML run the query set
+  after every inner step, weighted one-hot, as before the library skipped
+  it: measures that lever), ``spcN`` (N meta-steps per call).
   """
   head, *knobs = spec.strip().split("+")
   if head == "plain" and not knobs:
-    return Mode("plain", unroll=True)
+    return Mode("plain", unroll=True, conv="xla")
   if head != "tuned":
     raise ValueError(f"mode {spec!r}: expected 'plain' or 'tuned[+knob...]' "
-                     "with knobs unroll, remat, bf16, shard, map, spcN.")
+                     "with knobs unroll, remat, bf16, shard, map, mm, xla, "
+                     "everyq, spcN.")
   mode = Mode(spec.strip())
   for knob in knobs:
     if knob in ("unroll", "remat", "bf16", "shard", "map"):
       mode = mode._replace(**{knob: True})
+    elif knob == "everyq":
+      mode = mode._replace(every_query=True)
+    elif knob in ("mm", "xla"):
+      mode = mode._replace(conv="matmul" if knob == "mm" else "xla")
     elif knob.startswith("spc") and knob[3:].isdigit() and int(knob[3:]) > 0:
       mode = mode._replace(steps_per_call=int(knob[3:]))
     else:
@@ -187,30 +203,13 @@ def synthetic_task_fn(n_way: int, k_shot: int, n_query: int,
                            n_query=n_query, batch_size=meta_batch_size)
 
 
-def bf16_apply(apply_fn: Callable[..., Array]) -> Callable[..., Array]:
-  """Runs ``apply_fn`` in bfloat16 (params and inputs cast on the way in,
-  float32 logits out), so the learned parameters stay float32."""
-  def apply(params, x, *step):
-    params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), params)
-    return apply_fn(params, x.astype(jnp.bfloat16), *step).astype(jnp.float32)
-  return apply
+def make_problem(w: Workload, seed: int = 0,
+                 conv_impl: str = "auto") -> Problem:
+  """Builds the model, rates, weights and synthetic data of one workload.
 
-
-class Problem(NamedTuple):
-  """The pieces both implementations share: model, rates, weights, data."""
-  apply_fn: Callable[..., Array]
-  params: object
-  inner_lrs: object
-  weights_fn: Callable[[Array], Array]
-  task_fn: Callable[[Array, Array], Task]
-  data: Array
-  first_order: bool
-  learn_inner_lrs: bool
-  step_aware: bool
-
-
-def make_problem(w: Workload, seed: int = 0) -> Problem:
-  """Builds the model, rates and synthetic data of one workload."""
+  MAML/FOMAML get no step weights (the last step's query loss alone); MAML++
+  gets the multi-step loss weights of its first epoch.
+  """
   if w.algorithm not in ALGORITHMS:
     raise ValueError(f"algorithm {w.algorithm!r} is not one of {ALGORITHMS}.")
   mamlpp = w.algorithm.startswith("mamlpp")
@@ -218,77 +217,19 @@ def make_problem(w: Workload, seed: int = 0) -> Problem:
   n = w.inner_steps
   model = conv4(w.n_way, input_shape=(w.image_size, w.image_size, 1),
                 filters=w.filters, num_blocks=w.num_blocks,
-                per_step_bn=n if mamlpp else 0)
+                per_step_bn=n if mamlpp else 0, conv_impl=conv_impl)
   # Under jit: one compile instead of one per eager op.
   params = jax.jit(model.init)(jax.random.key(seed))
   inner_lrs = jax.jit(lambda p: fixed_inner_lrs(p, INNER_LR, n))(params)
+  weights_fn = None
   if mamlpp:
     weights_fn = lambda s: schedules.msl_weights(  # noqa: E731
         n, s / STEPS_PER_EPOCH, MSL_EPOCHS)
-  else:
-    weights_fn = lambda s: schedules.last_step_weights(n)  # noqa: E731
   return Problem(
       model.apply, params, inner_lrs, weights_fn,
       synthetic_task_fn(w.n_way, w.k_shot, w.n_query, w.meta_batch_size),
       synthetic_dataset(seed, image_size=w.image_size), first_order,
       learn_inner_lrs=mamlpp, step_aware=model.step_aware)
-
-
-def make_plain_step(problem: Problem, optimizer: optax.GradientTransformation,
-                    num_steps: int):
-  """The baseline: ``(sample, step)``, two separately jitted functions.
-
-  ``sample(key, step, data) -> Task`` draws the batch from
-  ``fold_in(key, step)`` (the same tasks as the tuned step);
-  ``step(state, tasks) -> (state, loss)`` is one meta-step with the inner
-  loop written as a Python loop. Written independently of
-  :func:`metalearn.core.adapt`, so the two check each other.
-  """
-  p = problem
-
-  def ce(logits, labels):
-    return optax.softmax_cross_entropy_with_integer_labels(
-        logits, labels).mean()
-
-  def query_losses(params, lrs, task):
-    losses = []
-    for s in range(num_steps):
-      if p.step_aware:
-        f = lambda q, x, s=s: p.apply_fn(q, x, s)  # noqa: E731
-      else:
-        f = p.apply_fn
-      loss = lambda q, f=f: ce(f(q, task.support_x), task.support_y)  # noqa
-      grads = jax.grad(loss)(params)
-      if p.first_order:
-        grads = jax.lax.stop_gradient(grads)
-      params = jax.tree.map(lambda w, g, a, s=s: w - a[s] * g, params, grads,
-                            lrs)
-      losses.append(ce(f(params, task.query_x), task.query_y))
-    return jnp.stack(losses)
-
-  def meta_loss(train, inner_lrs, tasks, weights):
-    params, lrs = ((train.params, train.inner_lrs) if p.learn_inner_lrs
-                   else (train, inner_lrs))
-    per_task = jax.vmap(query_losses, in_axes=(None, None, 0))(params, lrs,
-                                                              tasks)
-    return jnp.mean(per_task @ weights)
-
-  @jax.jit
-  def step(state, tasks):
-    train = step_lib.trainable(state.meta, p.learn_inner_lrs)
-    loss, grads = jax.value_and_grad(meta_loss)(
-        train, state.meta.inner_lrs, tasks, p.weights_fn(state.step))
-    updates, opt_state = optimizer.update(grads, state.opt_state, train)
-    train = optax.apply_updates(train, updates)
-    meta = (train if p.learn_inner_lrs
-            else state.meta._replace(params=train))
-    return step_lib.MetaState(state.step + 1, meta, opt_state), loss
-
-  @jax.jit
-  def sample(key, step, data):
-    return p.task_fn(jax.random.fold_in(key, step), data)
-
-  return sample, step
 
 
 def _peak_memory(devices: Sequence[jax.Device]) -> tuple[int, str]:
@@ -329,7 +270,7 @@ def _build(w: Workload, mode: Mode, problem: Problem, key: Array):
       step_lib.init_meta_state, optimizer=optimizer,
       learn_inner_lrs=p.learn_inner_lrs))(p.params, p.inner_lrs)
   if mode.plain:
-    sample, step = make_plain_step(p, optimizer, w.inner_steps)
+    sample, step = baseline.make_plain_step(p, optimizer, w.inner_steps)
     start = time.perf_counter()
     sample_c = sample.lower(key, state.step, p.data).compile()
     tasks = jax.eval_shape(sample, key, state.step, p.data)
@@ -345,9 +286,13 @@ def _build(w: Workload, mode: Mode, problem: Problem, key: Array):
   mesh = sharding.make_mesh(devices)
   sharding.check_divisible(w.meta_batch_size, mesh)
   extra = {"batching": "map"} if mode.map else {}
+  weights_fn = p.weights_fn
+  if mode.every_query and weights_fn is None:
+    weights_fn = lambda s: schedules.last_step_weights(w.inner_steps)  # noqa
   step = step_lib.make_meta_step(
-      bf16_apply(p.apply_fn) if mode.bf16 else p.apply_fn, optimizer,
-      p.task_fn, p.weights_fn, first_order=p.first_order,
+      precision.compute_in(p.apply_fn, "bfloat16" if mode.bf16 else "float32"),
+      optimizer,
+      p.task_fn, weights_fn, first_order=p.first_order,
       learn_inner_lrs=p.learn_inner_lrs, step_aware=p.step_aware,
       remat=mode.remat, unroll=True if mode.unroll else 1,
       steps_per_call=mode.steps_per_call,
@@ -380,8 +325,8 @@ def measure(w: Workload, mode: Mode, timing: Timing = Timing(), *,
     A :class:`Row` (``speedup`` unset; :func:`run_grid` fills it in).
   """
   key = jax.random.key(seed)
-  state, run, compile_s, temp, devices = _build(w, mode,
-                                                make_problem(w, seed), key)
+  state, run, compile_s, temp, devices = _build(
+      w, mode, make_problem(w, seed, mode.conv), key)
   spc = mode.steps_per_call
   calls = max(1, -(-timing.steps_per_chunk // spc))
   for _ in range(max(1, -(-timing.warmup // spc))):
@@ -410,7 +355,7 @@ def _blank_row(w: Workload, mode: Mode) -> Row:
   dev = jax.devices()[0]
   return Row(w.algorithm, mode.spec, w.meta_batch_size, w.n_way, w.k_shot,
              w.n_query, w.inner_steps, w.filters, w.num_blocks,
-             platform=dev.platform,
+             conv_impl=resolve_conv_impl(mode.conv), platform=dev.platform,
              device_kind=dev.device_kind)
 
 
@@ -497,7 +442,7 @@ def _mib(n: Optional[int]) -> str:
 
 def markdown_table(rows: Sequence[Row]) -> str:
   """The rows as a markdown table, with the platform and memory sources."""
-  head = ("| algorithm | mode | tasks | N-K-Q | inner steps | model | "
+  head = ("| algorithm | mode | tasks | N-K-Q | inner steps | model | conv | "
           "devices | tasks/s | s/meta-step median [p25, p75] | speedup vs "
           "plain | compile s | XLA temp MiB | peak MiB |")
   lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
@@ -505,7 +450,7 @@ def markdown_table(rows: Sequence[Row]) -> str:
     shape = f"{r.n_way}-{r.k_shot}-{r.n_query}"
     model = f"conv{r.num_blocks}-{r.filters}"
     lead = (f"| {r.algorithm} | {r.mode} | {r.meta_batch_size} | {shape} | "
-            f"{r.inner_steps} | {model} | {r.devices} | ")
+            f"{r.inner_steps} | {model} | {r.conv_impl} | {r.devices} | ")
     if r.error:
       lines.append(lead + f"error: {r.error} |" + " |" * 6)
       continue

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from metalearn import benchmark
-from metalearn.models import mlp
 from tests.test_sharding import child_env
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,7 +21,11 @@ _TINY = benchmark.Workload("mamlpp", meta_batch_size=2, n_way=3, k_shot=1,
 
 
 def test_parse_mode():
-  assert benchmark.parse_mode("plain") == benchmark.Mode("plain", unroll=True)
+  assert benchmark.parse_mode("plain") == benchmark.Mode("plain", unroll=True,
+                                                        conv="xla")
+  assert benchmark.parse_mode("tuned+mm").conv == "matmul"
+  assert benchmark.parse_mode("tuned+xla").conv == "xla"
+  assert benchmark.parse_mode("tuned+everyq").every_query
   mode = benchmark.parse_mode("tuned+remat+spc4+shard+bf16+unroll+map")
   assert (mode.remat, mode.shard, mode.bf16, mode.unroll, mode.map) == (
       True, True, True, True, True)
@@ -48,20 +51,6 @@ def test_synthetic_tasks_have_omniglot_shape():
   assert tasks.support_x.shape == (4, 10, 28, 28, 1)
   assert tasks.query_x.shape == (4, 15, 28, 28, 1)
   np.testing.assert_array_equal(tasks.query_y[3], np.repeat(np.arange(5), 3))
-
-
-def test_bf16_apply_casts_compute_but_keeps_float32_interface():
-  model = mlp(4, input_shape=(6,), hidden=(8,))
-  params = model.init(jax.random.key(0))
-  x = jax.random.normal(jax.random.key(1), (3, 6))
-  apply16 = benchmark.bf16_apply(model.apply)
-  out, ref, grads = jax.jit(lambda p: (
-      apply16(p, x), model.apply(p, x),
-      jax.grad(lambda q: jnp.sum(apply16(q, x)))(p)))(params)
-  assert out.dtype == jnp.float32
-  np.testing.assert_allclose(out, ref, atol=5e-2)
-  assert not np.array_equal(out, ref)  # really computed in bfloat16
-  assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(grads))
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +81,19 @@ def test_plain_and_tuned_compute_the_same_meta_steps(tiny_rows):
   # with like.
   plain, tuned = tiny_rows
   assert plain.final_loss == pytest.approx(tuned.final_loss, rel=1e-4)
+
+
+def test_maml_rows_agree_across_implementations():
+  # MAML: the baseline runs the query set once, after the last step, and so
+  # does the library (no step weights); XLA and shifted-matmul convolutions
+  # compute the same function.
+  maml = _TINY._replace(algorithm="maml")
+  modes = [benchmark.parse_mode(m) for m in ("plain", "tuned+xla",
+                                             "tuned+mm", "tuned+everyq")]
+  rows = benchmark.run_grid([maml], modes, benchmark.Timing(1, 1, 2))
+  assert [r.conv_impl for r in rows][:3] == ["xla", "xla", "matmul"]
+  for r in rows[1:]:
+    assert r.final_loss == pytest.approx(rows[0].final_loss, rel=1e-4)
 
 
 def test_write_results(tiny_rows, tmp_path):
