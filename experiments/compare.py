@@ -60,7 +60,7 @@ _INNER_LR = flags.DEFINE_float("inner_lr", None, "Inner SGD learning rate.")
 _OUTER_LR = flags.DEFINE_float("outer_lr", None, "Outer Adam learning rate.")
 _BATCHING = flags.DEFINE_enum(
     "batching", None, ["map", "vmap"],
-    "Over tasks; default map on CPU (faster there), vmap otherwise.")
+    "Over tasks; default map on CPU (less memory there), vmap otherwise.")
 _MODEL = flags.DEFINE_enum("model", None, ["conv4", "mlp"],
                            "conv4, or mlp for a quick smoke test.")
 flags.mark_flag_as_required("output_dir")
