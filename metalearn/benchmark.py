@@ -50,11 +50,11 @@ from metalearn import precision
 from metalearn import schedules
 from metalearn import sharding
 from metalearn import step as step_lib
-from metalearn.data import episodes
+from metalearn.baseline import Problem
 from metalearn.core import fixed_inner_lrs
+from metalearn.data import episodes
 from metalearn.models import conv4
 from metalearn.models import resolve_conv_impl
-from metalearn.baseline import Problem
 from metalearn.types import Array, Task
 
 ALGORITHMS = ("maml", "fomaml", "mamlpp", "mamlpp_first_order")
