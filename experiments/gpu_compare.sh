@@ -17,14 +17,7 @@
 #     --test_tasks=4 --eval_chunk_size=4 --n_query=2 --eval_n_query=2" \
 #     bash experiments/gpu_compare.sh
 set -euo pipefail
-OUT="${OUT:-/tmp/metalearn-gpu}"
-mkdir -p "$OUT"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
-  export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
-fi
-export PYTHONPATH=".:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
-export METALEARN_CACHE_DIR="${METALEARN_CACHE_DIR:-.cache/omniglot}"
+. "$(dirname "$0")/gpu_env.sh"
 export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.9}"
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
   python3 -c "import jax; print('jax', jax.__version__, jax.devices())"

@@ -12,14 +12,7 @@
 # Each config is capped by STEPS (meta-steps) so the whole script fits one
 # 10-minute call; set STEPS=60000 / 50000 for the papers' full schedules.
 set -euo pipefail
-OUT="${OUT:-/tmp/metalearn-gpu}"
-mkdir -p "$OUT"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
-  export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
-fi
-export PYTHONPATH=".:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
-export METALEARN_CACHE_DIR="${METALEARN_CACHE_DIR:-.cache/omniglot}"
+. "$(dirname "$0")/gpu_env.sh"
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
 git rev-parse HEAD 2>/dev/null | tee "$OUT/commit.txt" || true
 STEPS_MAML="${STEPS_MAML:-20000}"

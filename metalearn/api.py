@@ -243,7 +243,8 @@ def _msl_weights_fn(inner_steps: int, msl_epochs: int, iters_per_epoch: int):
                                          msl_epochs)
 
 
-def _temp_bytes(compiled) -> Optional[int]:
+def compiled_temp_bytes(compiled) -> Optional[int]:
+  """XLA's scratch bytes of a compiled program, or None if not reported."""
   try:
     analysis = compiled.memory_analysis()
   except Exception:  # pylint: disable=broad-except
@@ -423,7 +424,8 @@ def train_maml(model,
     step_losses[i, columns - np.size(step_loss):] = np.asarray(step_loss)
   stats = TrainStats(compile_seconds, train_seconds, num_iterations,
                      tasks_seen, tasks_seen / max(train_seconds, 1e-9),
-                     max((b for b in map(_temp_bytes, compiled.values())
+                     max((b for b in map(compiled_temp_bytes,
+                                          compiled.values())
                           if b is not None), default=None))
   return TrainResult(state.meta.params, state.meta.inner_lrs, state, losses,
                      step_losses, apply_fn, step_aware, stats)

@@ -50,6 +50,7 @@ from metalearn import precision
 from metalearn import schedules
 from metalearn import sharding
 from metalearn import step as step_lib
+from metalearn.api import compiled_temp_bytes
 from metalearn.baseline import Problem
 from metalearn.core import fixed_inner_lrs
 from metalearn.data import episodes
@@ -249,14 +250,6 @@ def _peak_memory(devices: Sequence[jax.Device]) -> tuple[int, str]:
   return rss * (1 if sys.platform == "darwin" else 1024), "process_peak_rss"
 
 
-def _temp_bytes(compiled) -> Optional[int]:
-  try:
-    stats = compiled.memory_analysis()
-  except Exception:  # pylint: disable=broad-except
-    return None
-  return None if stats is None else int(stats.temp_size_in_bytes)
-
-
 def _build(w: Workload, mode: Mode, problem: Problem, key: Array):
   """Compiles one implementation.
 
@@ -280,7 +273,8 @@ def _build(w: Workload, mode: Mode, problem: Problem, key: Array):
     def run(state):
       return step_c(state, sample_c(key, state.step, p.data))
 
-    return state, run, compile_s, _temp_bytes(step_c), jax.devices()[:1]
+    return (state, run, compile_s, compiled_temp_bytes(step_c),
+            jax.devices()[:1])
 
   devices = jax.devices() if mode.shard else jax.devices()[:1]
   mesh = sharding.make_mesh(devices)
@@ -307,7 +301,7 @@ def _build(w: Workload, mode: Mode, problem: Problem, key: Array):
     state, out = compiled(state, data, key)
     return state, out.loss
 
-  return state, run, compile_s, _temp_bytes(compiled), devices
+  return state, run, compile_s, compiled_temp_bytes(compiled), devices
 
 
 def measure(w: Workload, mode: Mode, timing: Timing = Timing(), *,
