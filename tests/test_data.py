@@ -19,6 +19,7 @@ import pytest
 
 from metalearn import data
 from metalearn.data import omniglot
+from metalearn.data import sources
 
 REPO = Path(__file__).parents[1]
 SHARED = Path(__file__).parents[1].parent / "shared/data/omniglot"
@@ -138,6 +139,11 @@ def test_ensure_cache_reuses_the_cache(omniglot_cache):
   assert data.ensure_cache(omniglot_dir="/nonexistent",
                            cache_dir=omniglot_cache) == omniglot_cache
   assert {p: p.stat().st_mtime_ns for p in _npz_files(omniglot_cache)} == before
+  # The build recorded every file's sha256, and the files match it.
+  assert data.verify_cache(omniglot_cache) == {}
+  manifest = omniglot.read_manifest(omniglot_cache)
+  assert manifest["source"] == f"zips in {SHARED}"
+  assert sorted(manifest["files"]) == sorted(p.name for p in before)
 
 
 def test_sampler_on_the_real_cache(omniglot_cache):
@@ -179,6 +185,9 @@ runpy.run_module('metalearn.data.prepare', run_name='__main__')
 
 
 def test_missing_zips_and_cache(tmp_path, monkeypatch):
+  # No prepared TFDS dataset, and the download cannot connect.
+  monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "no_tfds"))
+  monkeypatch.setenv("METALEARN_OMNIGLOT_URL", "http://127.0.0.1:1/")
   empty, cache = tmp_path / "empty", tmp_path / "cache"
   empty.mkdir()
   with pytest.raises(FileNotFoundError) as e:
@@ -192,11 +201,14 @@ def test_missing_zips_and_cache(tmp_path, monkeypatch):
     data.ensure_cache(cache_dir=cache)
   # And with nothing to go on at all.
   monkeypatch.delenv("METALEARN_OMNIGLOT_DIR")
-  monkeypatch.setattr(omniglot, "shared_omniglot_dir",
+  monkeypatch.setattr(sources, "shared_omniglot_dir",
                       lambda: tmp_path / "nowhere")
   with pytest.raises(FileNotFoundError, match="no dir given"):
     data.ensure_cache(cache_dir=cache)
   assert not _npz_files(cache)
+  # build_cache reads the zips only, and says where it looked.
+  with pytest.raises(FileNotFoundError, match="no dir given"):
+    data.build_cache(cache_dir=cache)
 
 
 def test_reading_a_missing_cache(tmp_path):

@@ -4,9 +4,12 @@ r"""Builds the Omniglot cache once; later runs reuse it.
       --cache_dir=~/.cache/metalearn/omniglot
 
 Needs the ``data`` extra (TensorFlow, tensorflow-datasets) only when the cache
-is missing or ``--overwrite`` is given. Defaults: $METALEARN_OMNIGLOT_DIR or
-``<repo>/../shared/data/omniglot``; $METALEARN_CACHE_DIR or
-``~/.cache/metalearn/omniglot``.
+is missing, damaged or ``--overwrite`` is given. Sources, in order: a prepared
+TFDS ``omniglot`` dataset ($TFDS_DATA_DIR or ``~/tensorflow_datasets``), the
+zips ($METALEARN_OMNIGLOT_DIR, or ``<repo>/../shared/data/omniglot`` in the
+checkout), TFDS's download ($METALEARN_OMNIGLOT_URL for a mirror). With
+``--overwrite --omniglot_dir=DIR`` the cache is rebuilt from those zips only.
+Cache: $METALEARN_CACHE_DIR or ``~/.cache/metalearn/omniglot``.
 """
 
 import os
@@ -15,41 +18,63 @@ from absl import app
 from absl import flags
 
 from metalearn.data import omniglot
+from metalearn.data import omniglot_build
+from metalearn.data import sources
+from metalearn.data import splits
 
 _OMNIGLOT_DIR = flags.DEFINE_string(
     "omniglot_dir", None,
     "Dir holding images_background.zip, images_evaluation.zip, "
     "images_background_small1.zip and images_background_small2.zip "
-    f"(default: ${omniglot.OMNIGLOT_DIR_ENV} or the repo's shared dir).")
+    f"(default: ${sources.OMNIGLOT_DIR_ENV} or the checkout's shared dir).")
 _CACHE_DIR = flags.DEFINE_string(
     "cache_dir", None,
     f"Cache dir (default: ${omniglot.CACHE_DIR_ENV} or "
     "~/.cache/metalearn/omniglot).")
+_TFDS_DATA_DIR = flags.DEFINE_string(
+    "tfds_data_dir", None,
+    f"TFDS data dir searched for a prepared omniglot dataset (default: "
+    f"${sources.TFDS_DATA_DIR_ENV} or ~/tensorflow_datasets).")
+_DOWNLOAD_URL = flags.DEFINE_string(
+    "download_url", None,
+    f"Base URL of the four zips for the download (default: "
+    f"${sources.OMNIGLOT_URL_ENV} or {sources.DEFAULT_URL}).")
 _OVERWRITE = flags.DEFINE_bool(
-    "overwrite", False, "Rebuild the cache even if it is complete.")
+    "overwrite", False, "Rebuild the cache even if it verifies.")
+
+
+def _build() -> str:
+  """Builds, reuses or rebuilds the cache per the flags; returns its dir."""
+  where = dict(progress=True, tfds_data_dir=_TFDS_DATA_DIR.value,
+               download_url=_DOWNLOAD_URL.value)
+  if _OVERWRITE.value and _OMNIGLOT_DIR.value:
+    return omniglot_build.build_cache(_OMNIGLOT_DIR.value, _CACHE_DIR.value,
+                                      progress=True)
+  if _OVERWRITE.value:
+    return omniglot_build.rebuild_cache(None, _CACHE_DIR.value,
+                                        cache_problem="--overwrite", **where)
+  reused = omniglot.is_cache_complete(_CACHE_DIR.value)
+  path = omniglot.ensure_cache(_OMNIGLOT_DIR.value, _CACHE_DIR.value, **where)
+  if reused:
+    print("Reusing the existing cache (pass --overwrite to rebuild).")
+  return path
 
 
 def main(argv):
   del argv
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Quiet TF's C++ logs.
-  if _OVERWRITE.value:
-    path = omniglot.build_cache(_OMNIGLOT_DIR.value, _CACHE_DIR.value,
-                                progress=True)
-  else:
-    reused = omniglot.is_cache_complete(_CACHE_DIR.value)
-    path = omniglot.ensure_cache(_OMNIGLOT_DIR.value, _CACHE_DIR.value,
-                                 progress=True)
-    if reused:
-      print("Reusing the existing cache (pass --overwrite to rebuild).")
+  path = _build()
   print(f"Omniglot cache: {path}")
-  for split in omniglot.TFDS_SPLITS:
+  source = (omniglot.read_manifest(path) or {}).get("source", "?")
+  print(f"  built from: {source}")
+  for split in sources.TFDS_SPLITS:
     data = omniglot.load_cached(split, path)
     num_classes, num_drawings, height, width = data.images.shape
     print(f"  {split:7s} {num_classes:4d} classes x {num_drawings} drawings, "
           f"{height}x{width}, {len(set(data.alphabets))} alphabets "
           f"({omniglot.cache_path(split, path).name})")
-  for name in omniglot.SPLIT_NAMES:
-    sizes = "/".join(str(len(x)) for x in omniglot.load_splits(name, path))
+  for name in splits.SPLIT_NAMES:
+    sizes = "/".join(str(len(x)) for x in splits.load_splits(name, path))
     print(f"  split {name!r}: train/val/test classes = {sizes}")
 
 
