@@ -1,63 +1,277 @@
-"""Orbax checkpoints of the meta-training state: the latest and the best.
+"""Orbax checkpoints of the meta-training state that verify themselves.
 
 ``workdir/checkpoints`` holds the latest states (resume), ``workdir/best`` the
-state with the highest validation accuracy (evaluation). A state is written
-only after its loss was checked finite, so a run that dies on a NaN leaves
-the last good checkpoint intact.
+state with the highest validation accuracy (evaluation). Each step directory
+holds two orbax items: ``state`` (the :class:`MetaState`) and ``checksums``
+(JSON: the sha256, dtype and shape of every array leaf, computed on the host
+at save time). Orbax writes both into one temporary directory and publishes
+the step with a single rename, so a step that exists on disk never has a
+record that belongs to another save, even after ``kill -9`` mid-save.
+
+What is guaranteed:
+
+* A restore returns only a state whose every leaf matches its recorded
+  checksum, with the template's tree structure. A step that cannot be read,
+  has no or an unreadable checksum record, or mismatches it is *unusable*.
+* For each unusable step, exactly one warning line (logger
+  ``metalearn.checkpoints``) names the step and the file or leaf at fault,
+  and the next older step is tried. Orbax's own log output and asyncio
+  "Event loop is closed" tracebacks are silenced while a step fails.
+* :meth:`Checkpointer.restore_latest` raises :class:`CheckpointError`,
+  listing every step tried and why, when steps exist but none is usable; it
+  moves nothing in that case.
+* When an older step is restored, the unusable newer steps are moved to
+  ``workdir/unusable/<checkpoints|best>/<step>[.N]`` so that training can
+  save those step numbers again (orbax skips saves of steps not newer than
+  the newest on disk).
+* :meth:`Checkpointer.restore_best` returns ``None`` (and moves the damaged
+  steps aside) when no best checkpoint is usable; callers then evaluate the
+  final state instead.
+
+A state is written only after its loss was checked finite, so a run that dies
+on a NaN leaves the last good checkpoint intact.
 """
 
+import hashlib
+import json
+import logging
+import shutil
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
+from metalearn import orbax_noise
 from metalearn.step import MetaState
+
+_STATE = "state"
+_SUMS = "checksums"
+_FORMAT = 1
+# JSON files of the ``state`` item that orbax parses before reading arrays.
+_STATE_JSON = ("_METADATA", "array_metadatas/*")
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(RuntimeError):
+  """Checkpoints exist but none could be read back and verified."""
+
+
+class _Unusable(ValueError):
+  """A step failed verification; the message names the file or leaf."""
 
 
 def _abstract(state: MetaState):
   return jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
 
 
+def _leaf_name(path) -> str:
+  return jax.tree_util.keystr(path, simple=True, separator=".")
+
+
+def _leaf_record(leaf: Any) -> dict:
+  array = np.ascontiguousarray(jax.device_get(leaf))
+  return {"sha256": hashlib.sha256(array.tobytes()).hexdigest(),
+          "dtype": str(array.dtype), "shape": list(array.shape)}
+
+
+def checksums(state: MetaState) -> dict:
+  """The checksum record of ``state``: sha256, dtype and shape per leaf.
+
+  Args:
+    state: any pytree of arrays; leaves are copied to the host.
+
+  Returns:
+    ``{"format": 1, "leaves": {"opt_state.0.mu.conv1.kernel": {...}, ...}}``,
+    keyed by the same dotted names orbax uses for the array files.
+  """
+  leaves = jax.tree_util.tree_flatten_with_path(state)[0]
+  return {"format": _FORMAT,
+          "leaves": {_leaf_name(p): _leaf_record(x) for p, x in leaves}}
+
+
+def verify(state: MetaState, record: Any) -> None:
+  """Raises ``ValueError`` naming the first leaf that does not match.
+
+  Args:
+    state: the restored pytree.
+    record: what :func:`checksums` returned at save time (parsed JSON).
+  """
+  if not (isinstance(record, dict) and record.get("format") == _FORMAT
+          and isinstance(record.get("leaves"), dict)):
+    raise _Unusable(f"{_SUMS}: not a checksum record")
+  got = checksums(state)["leaves"]
+  want = record["leaves"]
+  for name in sorted(set(got) ^ set(want)):
+    where = "checksum record" if name in got else "template"
+    raise _Unusable(f"{name}: leaf missing from the {where}")
+  for name in sorted(got):
+    if got[name] != want[name]:
+      raise _Unusable(f"{name}: checksum mismatch")
+
+
+def _check_state_json(step_dir: Path) -> None:
+  """Orbax's own JSON files of a step must parse (a torn one can pass the
+  array reads unnoticed)."""
+  for pattern in _STATE_JSON:
+    for path in sorted((step_dir / _STATE).glob(pattern)):
+      try:
+        json.loads(path.read_bytes())
+      except (OSError, ValueError) as e:
+        raise _Unusable(f"{path}: unreadable ({type(e).__name__})") from e
+
+
+def _restore_step(manager: ocp.CheckpointManager, step: int,
+                  template: MetaState) -> MetaState:
+  _check_state_json(Path(manager.directory) / str(step))
+  with orbax_noise.quiet():
+    try:
+      record = manager.restore(step, args=ocp.args.Composite(**{
+          _SUMS: ocp.args.JsonRestore()}))[_SUMS]
+    except Exception as e:  # pylint: disable=broad-except
+      raise _Unusable(f"{_SUMS} record unreadable: {orbax_noise.reason(e)}") from e
+    state = manager.restore(step, args=ocp.args.Composite(**{
+        _STATE: ocp.args.StandardRestore(_abstract(template))}))[_STATE]
+  verify(state, record)
+  return state
+
+
+def _first_usable(manager, steps, template, kind):
+  """(step, state, unusable steps before it); (None, None, all) if none."""
+  bad = []
+  for i, step in enumerate(steps):
+    try:
+      return step, _restore_step(manager, step, template), bad
+    except Exception as e:  # pylint: disable=broad-except
+      orbax_noise.drop_loop_noise_from_now_on()
+      reason = str(e) if isinstance(e, _Unusable) else orbax_noise.reason(e)
+      bad.append((step, reason))
+      then = (f"trying step {steps[i + 1]}" if i + 1 < len(steps)
+              else "no other step to try")
+      log.warning("%s step %d in %s is unusable (%s); %s", kind, step,
+                  manager.directory, reason, then)
+  return None, None, bad
+
+
+def _set_aside(manager: ocp.CheckpointManager, steps, dest: Path) -> None:
+  """Moves unusable step directories out of the manager's sight."""
+  for step, _ in steps:
+    source = Path(manager.directory) / str(step)
+    if not source.exists():
+      continue
+    dest.mkdir(parents=True, exist_ok=True)
+    target, n = dest / str(step), 0
+    while target.exists():
+      n += 1
+      target = dest / f"{step}.{n}"
+    shutil.move(str(source), str(target))
+  manager.reload()
+
+
+def _save_args(state: MetaState) -> ocp.args.Composite:
+  return ocp.args.Composite(**{_STATE: ocp.args.StandardSave(state),
+                               _SUMS: ocp.args.JsonSave(checksums(state))})
+
+
+def _managers(workdir: Path, keep: int):
+  """Orbax managers of the latest steps and of the best step."""
+  latest = ocp.CheckpointManager(
+      workdir / "checkpoints",
+      options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+  best = ocp.CheckpointManager(
+      workdir / "best",
+      options=ocp.CheckpointManagerOptions(
+          max_to_keep=1, create=True, best_fn=lambda m: m["val_accuracy"],
+          best_mode="max"))
+  return latest, best
+
+
 class Checkpointer:
-  """Saves and restores :class:`MetaState` under a workdir."""
+  """Saves and restores :class:`MetaState` under a workdir, verified.
+
+  Args:
+    workdir: the run directory; ``checkpoints/``, ``best/`` and, after a
+      damaged step was skipped, ``unusable/`` live under it.
+    keep: how many latest steps to keep (older ones are the fallback).
+  """
 
   def __init__(self, workdir: str | Path, *, keep: int = 2):
     workdir = Path(workdir).absolute()
-    self._latest = ocp.CheckpointManager(
-        workdir / "checkpoints",
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
-    self._best = ocp.CheckpointManager(
-        workdir / "best",
-        options=ocp.CheckpointManagerOptions(
-            max_to_keep=1, create=True, best_fn=lambda m: m["val_accuracy"],
-            best_mode="max"))
+    self._unusable = workdir / "unusable"
+    self._latest, self._best = _managers(workdir, keep)
+
+  def latest_step(self) -> Optional[int]:
+    """The newest step in ``checkpoints/``, verified or not; None if none."""
+    return self._latest.latest_step()
 
   def restore_latest(self, template: MetaState) -> MetaState:
-    """The latest saved state, or ``template`` when there is none."""
-    step = self._latest.latest_step()
-    if step is None:
+    """The newest saved state that verifies, or ``template`` if none exist.
+
+    Args:
+      template: a state of the right structure, shapes and dtypes (e.g. the
+        freshly initialised one); its values are not used.
+
+    Returns:
+      The restored state; unusable newer steps were logged and moved aside.
+
+    Raises:
+      CheckpointError: steps exist but none verifies (nothing is moved).
+    """
+    steps = sorted(self._latest.all_steps(), reverse=True)
+    if not steps:
       return template
-    return self._latest.restore(
-        step, args=ocp.args.StandardRestore(_abstract(template)))
+    with orbax_noise.quiet():
+      step, state, bad = _first_usable(self._latest, steps, template,
+                                       "checkpoint")
+    if step is None:
+      tried = "; ".join(f"step {s}: {why}" for s, why in bad)
+      raise CheckpointError(
+          f"no usable checkpoint in {self._latest.directory} (tried {tried}). "
+          "Nothing was restored; move that directory aside to start from "
+          "step 0, or put back a good copy.")
+    _set_aside(self._latest, bad, self._unusable / "checkpoints")
+    return state
 
   def restore_best(self, template: MetaState) -> Optional[MetaState]:
-    """The best state by validation accuracy, or None."""
-    step = self._best.best_step()
-    if step is None:
-      return None
-    return self._best.restore(
-        step, args=ocp.args.StandardRestore(_abstract(template)))
+    """The best verified state by validation accuracy, or None.
+
+    Steps are tried from the highest recorded accuracy down. Damaged ones
+    are logged (one line each) and moved aside; ``None`` means no usable
+    best checkpoint, so the caller should use its final state.
+    """
+    with orbax_noise.quiet():
+      steps = sorted(self._best.all_steps(), reverse=True,
+                     key=lambda s: (self._accuracy(s), s))
+      if not steps:
+        return None
+      step, state, bad = _first_usable(self._best, steps, template,
+                                       "best checkpoint")
+    _set_aside(self._best, bad, self._unusable / "best")
+    return state if step is not None else None
+
+  def _accuracy(self, step: int) -> float:
+    try:
+      return float(self._best.metrics(step)["val_accuracy"])
+    except Exception:  # pylint: disable=broad-except
+      return float("-inf")
 
   def save_latest(self, step: int, state: MetaState) -> None:
-    if self._latest.latest_step() != step:
-      self._latest.save(step, args=ocp.args.StandardSave(state))
+    """Saves ``state`` as ``step`` (async); no-op if that step exists.
+
+    Orbax also skips a step not newer than the newest one on disk.
+    """
+    if step not in self._latest.all_steps():
+      self._latest.save(step, args=_save_args(state))
 
   def save_best(self, step: int, state: MetaState, val_accuracy: float) -> None:
+    """Saves ``state`` as a best candidate; orbax keeps the best one."""
     if step not in self._best.all_steps():
-      self._best.save(step, args=ocp.args.StandardSave(state),
+      self._best.save(step, args=_save_args(state),
                       metrics={"val_accuracy": float(val_accuracy)})
 
   def wait(self) -> None:
+    """Blocks until pending saves are committed to disk."""
     self._latest.wait_until_finished()
     self._best.wait_until_finished()

@@ -1,0 +1,102 @@
+"""Keeping a failed orbax restore to one line.
+
+A restore that fails inside orbax leaves aborted read coroutines whose
+errors (and asyncio's "Event loop is closed") surface later as hundreds of
+lines of tracebacks. :func:`quiet` mutes orbax's loggers while a step is
+read, :func:`reason` turns an orbax/tensorstore error into one short line,
+and after the first failure the late noise is dropped process-wide.
+"""
+
+import contextlib
+import logging
+import re
+import sys
+import threading
+from typing import Any, Optional
+
+_NOISY_LOGGERS = ("absl", "orbax", "asyncio")
+_STATUS = re.compile(r"\b([A-Z][A-Z_]{3,}): ")
+_KEY = re.compile(r'Error reading "([^"]+)"')
+_FILE = re.compile(r'local file "([^"]+)"')
+
+
+def reason(exc: BaseException) -> str:
+  """One short line: the status and file of an orbax/tensorstore error."""
+  chain, seen = [], exc
+  while seen is not None and len(chain) < 10:
+    chain.append(seen)
+    seen = seen.__cause__ or seen.__context__
+  for err in chain:
+    text = " ".join(str(err).split())
+    status, key = _STATUS.search(text), _KEY.search(text)
+    if status and key:
+      files = _FILE.findall(text)
+      where = f" in {files[-1]}" if files else ""
+      return f'{status.group(1)} reading "{key.group(1)}"{where}'
+  for err in chain:
+    if getattr(err, "filename", None):
+      return f"{type(err).__name__}: {err.filename}"
+  first = (str(chain[-1]).strip().splitlines() or [""])[0]
+  return f"{type(chain[-1]).__name__}: {first[:160]}"
+
+
+def _is_loop_noise(exc: Optional[BaseException]) -> bool:
+  return isinstance(exc, RuntimeError) and "Event loop is closed" in str(exc)
+
+
+def _is_orbax_coroutine(obj: Any) -> bool:
+  code = getattr(obj, "cr_code", None)
+  return code is not None and "orbax" in code.co_filename
+
+
+class _LoopNoiseFilter(logging.Filter):
+
+  def filter(self, record):
+    exc = record.exc_info[1] if record.exc_info else None
+    return not (_is_loop_noise(exc) or "Event loop is closed" in
+                record.getMessage())
+
+
+_noise_filter_installed = False
+
+
+def drop_loop_noise_from_now_on() -> None:
+  """Silences the late errors of orbax reads aborted by a failed restore.
+
+  When a restore fails, orbax's pending read coroutines are closed or
+  garbage-collected later and report through ``sys.unraisablehook`` (one
+  traceback each, often "Event loop is closed"). From the first failed
+  restore on, unraisable errors of orbax coroutines and "Event loop is
+  closed" errors are dropped; everything else still reaches the hooks.
+  """
+  global _noise_filter_installed
+  if _noise_filter_installed:
+    return
+  _noise_filter_installed = True
+  logging.getLogger("asyncio").addFilter(_LoopNoiseFilter())
+  unraisable, thread_hook = sys.unraisablehook, threading.excepthook
+
+  def quiet_unraisable(info):
+    if not (_is_loop_noise(info.exc_value)
+            or _is_orbax_coroutine(info.object)):
+      unraisable(info)
+
+  def quiet_thread(args):
+    if not _is_loop_noise(args.exc_value):
+      thread_hook(args)
+
+  sys.unraisablehook, threading.excepthook = quiet_unraisable, quiet_thread
+
+
+@contextlib.contextmanager
+def quiet():
+  """Mutes orbax's and asyncio's loggers for the duration of a restore."""
+  loggers = [logging.getLogger(name) for name in _NOISY_LOGGERS]
+  levels = [logger.level for logger in loggers]
+  for logger in loggers:
+    logger.setLevel(logging.CRITICAL + 1)
+  try:
+    yield
+  finally:
+    for logger, level in zip(loggers, levels):
+      logger.setLevel(level)
