@@ -1,82 +1,71 @@
-r"""Compares MAML, FOMAML, MAML++ and first-order MAML++ on identical tasks.
+r"""Trains MAML, FOMAML, MAML++ and first-order MAML++ side by side.
 
-  python experiments/compare.py --output_dir=runs/compare
-  python experiments/compare.py --full --output_dir=runs/compare_full
-  python experiments/compare.py --protocol=experiments/configs/cpu_small.py \
-      --algorithms=maml,fomaml --output_dir=runs/compare_cpu_small
+  python experiments/compare.py
+  python experiments/compare.py --config=experiments/configs/compare.py:full
+  python experiments/compare.py --config=experiments/configs/cpu_small.py \
+      --algorithms=maml,fomaml --config.meta_steps=200 --output_dir=runs/cmp
 
-``--protocol=writeup`` (default): Omniglot 5-way 1-shot, a fixed pool of 200
-training tasks (TFDS train split), 100 test tasks (TFDS test split), inner
-SGD lr 0.01 x 5 steps, outer Adam lr 0.001, 50 passes over the pool. Without
-an accelerator (and without ``--full``) the sizes are shrunk so that all four
-algorithms finish in minutes on a 2-core CPU; the header says what shrank.
-Size flags override either. Writes report.md, results.json and PNG plots to
-``--output_dir``.
+Takes ``--config`` and ``--config.FIELD=VALUE`` as ``experiments/train.py``
+does; every algorithm runs that config with its ``algorithm`` field set. The
+default config is the CPU-sized protocol without an accelerator and the
+write-up's full protocol with one (experiments/configs/compare.py). Writes
+report.md, results.json, PNG plots and one workdir per algorithm to
+``--output_dir`` (default ``runs/compare/<date-time>``).
 """
 
 import os
 import sys
+import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app  # pylint: disable=g-import-not-at-top
+from absl import app
 from absl import flags
+from ml_collections import config_flags
 
+from metalearn import algorithms
+from metalearn import cli
 from metalearn import compare
 
-_PROTOCOL = flags.DEFINE_string(
-    "protocol", "writeup", "'writeup' or a training config file[:arg] "
-    "(experiments/configs/*.py); its algorithm fields are ignored.")
+_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                               "configs", "compare.py")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", _DEFAULT_CONFIG, "Config file (experiments/configs/*.py[:arg]); "
+    "its algorithm field is set per algorithm.", lock_config=False)
 _ALGORITHMS = flags.DEFINE_list(
-    "algorithms", list(compare.ALGORITHMS),
-    f"Subset of {', '.join(compare.ALGORITHMS)}, run in this order.")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None,
-                                  "Where report.md, results.json, PNGs go.")
-_FULL = flags.DEFINE_bool(
-    "full", None, "Full-size protocol. Default: only with an accelerator.")
+    "algorithms", list(algorithms.COMPARED),
+    f"Any of {', '.join(algorithms.ALGORITHMS)}, run in this order.")
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir", None, "Where the report goes (default "
+    "runs/compare/<date-time>).")
 _ISOLATE = flags.DEFINE_bool(
     "isolate", False, "One process per algorithm (its own memory peak).")
-_PROGRESS = flags.DEFINE_bool("progress", True, "Progress bars.")
-_CACHE_DIR = flags.DEFINE_string("cache_dir", None, "Omniglot cache dir.")
-_SIZES = {
-    "n_way": "Classes per task.",
-    "k_shot": "Support images per class.",
-    "n_query": "Query images per class, training tasks.",
-    "eval_n_query": "Query images per class, test tasks.",
-    "inner_steps": "Inner SGD steps while training.",
-    "eval_inner_steps": "Inner SGD steps on the test tasks.",
-    "meta_batch_size": "Tasks per meta-iteration.",
-    "filters": "Conv-4 channels.",
-    "train_tasks": "Fixed training pool size (0: fresh tasks).",
-    "passes": "Passes over the training pool.",
-    "num_iterations": "Meta-iterations (overrides passes).",
-    "test_tasks": "Fixed test tasks.",
-    "msl_epochs": "MAML++ multi-step-loss annealing epochs.",
-    "eval_chunk_size": "Test tasks per compiled evaluation call.",
-    "seed": "Seed of pools, weights and task draws.",
-}
-_SIZE_FLAGS = {k: flags.DEFINE_integer(k, None, v) for k, v in _SIZES.items()}
-_INNER_LR = flags.DEFINE_float("inner_lr", None, "Inner SGD learning rate.")
-_OUTER_LR = flags.DEFINE_float("outer_lr", None, "Outer Adam learning rate.")
-_BATCHING = flags.DEFINE_enum(
-    "batching", None, ["map", "vmap"],
-    "Over tasks; default map on CPU (less memory there), vmap otherwise.")
-_MODEL = flags.DEFINE_enum("model", None, ["conv4", "mlp"],
-                           "conv4, or mlp for a quick smoke test.")
-flags.mark_flag_as_required("output_dir")
+
+
+def _spec() -> str:
+  """The config as given on the command line, overrides included."""
+  given = [a.split("=", 1)[1] for a in sys.argv[1:]
+           if a.startswith("--config=")]
+  path, _, arg = (given[-1] if given else _DEFAULT_CONFIG).partition(":")
+  overrides = config_flags.get_override_values(flags.FLAGS["config"])
+  extra = "".join(f" --config.{k}={v}" for k, v in overrides.items())
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  path = os.path.abspath(path)
+  if path.startswith(root + os.sep):
+    path = os.path.relpath(path, root)
+  return path + (f":{arg}" if arg else "") + extra
 
 
 def main(argv):
   del argv
-  overrides = {k: f.value for k, f in _SIZE_FLAGS.items()}
-  overrides.update(inner_lr=_INNER_LR.value, outer_lr=_OUTER_LR.value,
-                   batching=_BATCHING.value, model=_MODEL.value)
-  protocol, shrunk = compare.resolve_protocol(
-      _PROTOCOL.value, full=_FULL.value, overrides=overrides)
-  compare.run_comparison(
-      protocol, _ALGORITHMS.value, _OUTPUT_DIR.value, shrunk=shrunk,
-      isolate=_ISOLATE.value, progress=_PROGRESS.value,
-      cache_dir=_CACHE_DIR.value, command=" ".join(sys.argv))
+  output_dir = _OUTPUT_DIR.value or os.path.join(
+      "runs", "compare", time.strftime("%Y%m%d-%H%M%S"))
+  print(f"Output: {output_dir}", flush=True)
+
+  def run():
+    compare.run_comparison(
+        _CONFIG.value, _ALGORITHMS.value, output_dir, spec=_spec(),
+        isolate=_ISOLATE.value, command=" ".join(sys.argv))
+    print(f"Output: {output_dir}")
+  cli.run_main(run)
 
 
 if __name__ == "__main__":

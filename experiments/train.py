@@ -1,22 +1,18 @@
 r"""Meta-trains and evaluates one config on Omniglot.
 
   python experiments/train.py --config=experiments/configs/maml.py:5w1s \
-      --workdir=runs/maml_5w1s --config.num_steps=2000
+      --workdir=runs/maml_5w1s --config.meta_steps=2000
 
 Any config field can be overridden with ``--config.FIELD=VALUE``. Rerunning
-with the same ``--workdir`` resumes from the latest checkpoint.
+with the same ``--workdir`` resumes from the latest checkpoint; Ctrl-C or
+SIGTERM saves one first.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app  # pylint: disable=g-import-not-at-top
+from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
+from metalearn import cli
 from metalearn import train
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -28,10 +24,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   del argv
-  # Orbax logs every checkpoint step at INFO; --verbosity=0 brings them back.
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
-  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  cli.run_main(lambda: train.train_and_evaluate(_CONFIG.value,
+                                                _WORKDIR.value))
 
 
 if __name__ == "__main__":

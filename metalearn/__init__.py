@@ -1,10 +1,14 @@
 """metalearn: MAML, FOMAML and MAML++ as one functional JAX code path."""
 
+from metalearn import algorithms
+from metalearn import configs
 from metalearn import data
+from metalearn import models
+from metalearn.algorithms import ALGORITHMS
+from metalearn.algorithms import Algorithm
 from metalearn.api import TrainResult
 from metalearn.api import TrainStats
 from metalearn.api import train_maml
-from metalearn import models
 from metalearn.core import accuracy
 from metalearn.core import adapt
 from metalearn.core import cross_entropy
@@ -23,4 +27,4 @@ from metalearn.types import MetaParams
 from metalearn.types import StepMetrics
 from metalearn.types import Task
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

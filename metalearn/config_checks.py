@@ -4,32 +4,14 @@ Each error names the field, the value and the valid range, e.g.
 ``config.inner_steps=0 is invalid: must be an integer >= 1``.
 """
 
-from typing import NamedTuple
-
 import ml_collections
 
-from metalearn.data.omniglot import SPLIT_NAMES
+from metalearn import algorithms
+from metalearn.data import SPLIT_NAMES
 from metalearn.models.conv4 import CONV_IMPLS
 from metalearn.precision import COMPUTE_DTYPES
 
 
-class Algorithm(NamedTuple):
-  """What an algorithm name means in the one code path.
-
-  ``plus_plus`` marks the MAML++ presets; the components themselves are
-  config switches (msl_epochs, learn_inner_lrs, per_step_bn,
-  first_order_epochs, lr_schedule) set by ``experiments/configs/mamlpp.py``.
-  """
-  first_order: bool
-  plus_plus: bool
-
-
-ALGORITHMS = {
-    "maml": Algorithm(first_order=False, plus_plus=False),
-    "fomaml": Algorithm(first_order=True, plus_plus=False),
-    "mamlpp": Algorithm(first_order=False, plus_plus=True),
-    "mamlpp_first_order": Algorithm(first_order=True, plus_plus=True),
-}
 LR_SCHEDULES = ("constant", "cosine")
 MAX_DRAWINGS = 20  # Omniglot: 20 drawings of every character.
 
@@ -58,21 +40,21 @@ def _one_of(config, field: str, names) -> None:
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the first invalid field."""
-  _one_of(config, "algorithm", tuple(ALGORITHMS))
+  _one_of(config, "algorithm", tuple(algorithms.ALGORITHMS))
   _one_of(config, "dataset", SPLIT_NAMES)
   _one_of(config, "lr_schedule", LR_SCHEDULES)
   _one_of(config, "batching", ("vmap", "map"))
   _one_of(config, "conv_impl", CONV_IMPLS)
   _one_of(config, "compute_dtype", COMPUTE_DTYPES)
-  _one_of(config, "inner_adapt", ("all", "head"))
   for field in ("n_way", "k_shot", "n_query", "eval_n_query", "inner_steps",
-                "eval_inner_steps", "meta_batch_size", "num_steps",
-                "steps_per_call", "iters_per_epoch", "filters", "test_tasks"):
+                "eval_inner_steps", "meta_batch_size", "meta_steps",
+                "steps_per_call", "steps_per_epoch", "filters", "test_tasks",
+                "eval_chunk_size"):
     _int_at_least(config, field, 1)
   if config.n_way < 2:
     raise _fail("n_way", config.n_way, "must be an integer >= 2")
   for field in ("msl_epochs", "first_order_epochs", "eval_every",
-                "checkpoint_every", "val_tasks", "train_pool"):
+                "checkpoint_every", "val_tasks", "train_pool", "seed"):
     _int_at_least(config, field, 0)
   for field in ("inner_lr", "outer_lr"):
     _positive(config, field)
@@ -105,6 +87,10 @@ def check_against_splits(config: ml_collections.ConfigDict, splits) -> None:
                         ("test", splits.test.shape[0])):
     if name == "val" and not config.val_tasks:
       continue
+    if name == "val" and not classes:
+      raise _fail("val_tasks", config.val_tasks,
+                  f"the {config.dataset!r} split has no validation classes, "
+                  "so val_tasks must be 0")
     if config.n_way > classes:
       raise _fail("n_way", config.n_way,
                   f"the {config.dataset!r} {name} split has {classes} "

@@ -4,12 +4,12 @@ The algorithms differ only in data, never in code:
 
 * ``first_order`` (static bool) wraps each inner gradient in ``stop_gradient``
   (FOMAML) or lets the meta-gradient flow through it (second-order MAML).
-* ``step_weights`` ([num_steps]) weighs the query loss after every inner step:
+* ``step_weights`` ([inner_steps]) weighs the query loss after every inner step:
   one-hot on the last step is plain MAML; MAML++'s multi-step loss anneals it.
   ``None`` means the last step alone and skips the query set after the earlier
   steps (the same loss and gradient for less work).
 * ``inner_lrs`` is a pytree shaped like the parameters whose leaves carry a
-  leading ``[num_steps]`` axis: fixed for MAML, meta-learned for MAML++ (LSLR),
+  leading ``[inner_steps]`` axis: fixed for MAML, meta-learned for MAML++ (LSLR),
   per-element for Meta-SGD, ``None`` for a leaf the inner loop never touches
   (ANIL's body): no inner gradient is computed for such a leaf.
 """
@@ -40,7 +40,7 @@ def accuracy(logits: Array, labels: Array) -> Array:
 
 
 def validate_inner_lrs(params: PyTree, inner_lrs: PyTree) -> int:
-  """Checks ``inner_lrs`` against ``params``; returns num_steps (>= 1).
+  """Checks ``inner_lrs`` against ``params``; returns inner_steps (>= 1).
 
   Raises:
     ValueError: naming ``inner_lrs`` when its structure differs from
@@ -64,22 +64,22 @@ def validate_inner_lrs(params: PyTree, inner_lrs: PyTree) -> int:
     shape = jnp.shape(lr)
     if not shape:
       raise ValueError(f"inner_lrs{name} is a scalar; it needs a leading "
-                       "[num_steps] axis (shape [num_steps] or "
-                       "[num_steps, *param.shape]).")
+                       "[inner_steps] axis (shape [inner_steps] or "
+                       "[inner_steps, *param.shape]).")
     if shape[1:] not in ((), tuple(jnp.shape(p))):
       raise ValueError(
-          f"inner_lrs{name} has shape {shape}; expected [num_steps] or "
-          f"[num_steps, {', '.join(map(str, jnp.shape(p)))}].")
+          f"inner_lrs{name} has shape {shape}; expected [inner_steps] or "
+          f"[inner_steps, {', '.join(map(str, jnp.shape(p)))}].")
     steps.add(shape[0])
   if not steps:
     raise ValueError("inner_lrs: every leaf is None, so nothing adapts.")
   if len(steps) > 1:
-    raise ValueError("inner_lrs leaves disagree on the leading num_steps "
+    raise ValueError("inner_lrs leaves disagree on the leading inner_steps "
                      f"axis: {sorted(steps)}.")
-  (num_steps,) = steps
-  if num_steps < 1:
-    raise ValueError(f"inner_lrs: num_steps must be >= 1, got {num_steps}.")
-  return num_steps
+  (inner_steps,) = steps
+  if inner_steps < 1:
+    raise ValueError(f"inner_lrs: inner_steps must be >= 1, got {inner_steps}.")
+  return inner_steps
 
 
 def validate_task(task: Task, *, batched: bool = False) -> None:
@@ -134,7 +134,7 @@ def adapt(apply_fn: ApplyFn,
       ``apply_fn(params, x, step)`` with ``step_aware=True``).
     params: the initial parameters (the meta-learned initialisation).
     inner_lrs: learning rates shaped like ``params`` with a leading
-      ``[num_steps]`` axis; ``None`` leaves are not adapted (and not
+      ``[inner_steps]`` axis; ``None`` leaves are not adapted (and not
       differentiated in the inner loop).
     task: one task, ``support_x`` [S, ...], ``support_y`` [S], ``query_x``
       [Q, ...], ``query_y`` [Q].
@@ -151,10 +151,10 @@ def adapt(apply_fn: ApplyFn,
 
   Returns:
     ``(adapted_params, StepMetrics(loss [Q], accuracy [Q]))`` with the query
-    metrics after each inner step (``Q = num_steps``), or after the last one
+    metrics after each inner step (``Q = inner_steps``), or after the last one
     only (``Q = 1``) without ``query_every_step``.
   """
-  num_steps = validate_inner_lrs(params, inner_lrs)
+  inner_steps = validate_inner_lrs(params, inner_lrs)
   validate_task(task)
   leaves, treedef, idx, lr_leaves = _split_adapted(params, inner_lrs)
 
@@ -189,9 +189,9 @@ def adapt(apply_fn: ApplyFn,
 
   if remat:
     step_fn = jax.checkpoint(step_fn)
-  xs = ([lr_leaves[i] for i in idx], jnp.arange(num_steps, dtype=jnp.int32))
+  xs = ([lr_leaves[i] for i in idx], jnp.arange(inner_steps, dtype=jnp.int32))
   init = [leaves[i] for i in idx]
-  if num_steps == 1:
+  if inner_steps == 1:
     # No scan: the step sees the shared initial weights as they are, which
     # keeps vmapped convolutions ungrouped (4x faster on CPU, measured).
     adapted, metrics = step_fn(init, jax.tree.map(lambda a: a[0], xs))
@@ -199,8 +199,8 @@ def adapt(apply_fn: ApplyFn,
     adapted, metrics = jax.lax.scan(step_fn, init, xs, unroll=unroll)
   if query_every_step:
     return merge(adapted), (jax.tree.map(lambda a: a[None], metrics)
-                            if num_steps == 1 else metrics)
-  final = query_metrics(adapted, jnp.int32(num_steps - 1))
+                            if inner_steps == 1 else metrics)
+  final = query_metrics(adapted, jnp.int32(inner_steps - 1))
   return merge(adapted), jax.tree.map(lambda a: a[None], final)
 
 
@@ -230,21 +230,21 @@ def meta_loss(apply_fn: ApplyFn,
       memory, and faster on CPU, where vmapped per-task conv kernels become
       slow grouped convolutions).
     tasks: a task batch, every field with a leading ``[num_tasks]`` axis.
-    step_weights: [num_steps] weights of the query loss after each inner step
+    step_weights: [inner_steps] weights of the query loss after each inner step
       (MAML++'s multi-step loss), or ``None`` for the query loss after the
       last step alone (MAML/FOMAML): the same value and gradient as one-hot
       last-step weights, without running the query set after earlier steps.
 
   Returns:
     ``(loss, StepMetrics)``: the scalar meta-loss and the per-task query
-    metrics, each [num_tasks, num_steps] ([num_tasks, 1] with
+    metrics, each [num_tasks, inner_steps] ([num_tasks, 1] with
     ``step_weights=None``).
   """
-  num_steps = validate_inner_lrs(params, inner_lrs)
+  inner_steps = validate_inner_lrs(params, inner_lrs)
   validate_task(tasks, batched=True)
-  if step_weights is not None and jnp.shape(step_weights) != (num_steps,):
-    raise ValueError(f"step_weights must have shape [num_steps] = "
-                     f"({num_steps},); got {jnp.shape(step_weights)}.")
+  if step_weights is not None and jnp.shape(step_weights) != (inner_steps,):
+    raise ValueError(f"step_weights must have shape [inner_steps] = "
+                     f"({inner_steps},); got {jnp.shape(step_weights)}.")
   if batching not in ("vmap", "map"):
     raise ValueError(f"batching must be 'vmap' or 'map', got {batching!r}.")
   run = functools.partial(adapt, apply_fn, params, inner_lrs,
@@ -262,7 +262,7 @@ def meta_loss(apply_fn: ApplyFn,
 
 def fixed_inner_lrs(params: PyTree,
                     lr: float,
-                    num_steps: int,
+                    inner_steps: int,
                     *,
                     per_element: bool = False,
                     frozen: Optional[Sequence[str]] = None) -> PyTree:
@@ -271,17 +271,17 @@ def fixed_inner_lrs(params: PyTree,
   Args:
     params: the model parameters.
     lr: the inner learning rate (MAML's alpha); must be > 0.
-    num_steps: number of inner steps; must be >= 1.
-    per_element: ``[num_steps, *leaf.shape]`` leaves (Meta-SGD) instead of
-      ``[num_steps]`` (one rate per tensor per step, MAML++'s LSLR).
+    inner_steps: number of inner steps; must be >= 1.
+    per_element: ``[inner_steps, *leaf.shape]`` leaves (Meta-SGD) instead of
+      ``[inner_steps]`` (one rate per tensor per step, MAML++'s LSLR).
     frozen: path substrings (``jax.tree_util.keystr`` of the leaf) whose leaves
       get ``None``: not adapted in the inner loop (e.g. ANIL's body).
 
   Returns:
     The ``inner_lrs`` pytree, float32.
   """
-  if num_steps < 1:
-    raise ValueError(f"num_steps (inner steps) must be >= 1, got {num_steps}.")
+  if inner_steps < 1:
+    raise ValueError(f"inner_steps must be >= 1, got {inner_steps}.")
   if not lr > 0:
     raise ValueError(f"lr (inner learning rate) must be > 0, got {lr}.")
   frozen = tuple(frozen or ())
@@ -289,28 +289,28 @@ def fixed_inner_lrs(params: PyTree,
   def make(path, p):
     if any(f in jax.tree_util.keystr(path) for f in frozen):
       return None
-    shape = (num_steps, *jnp.shape(p)) if per_element else (num_steps,)
+    shape = (inner_steps, *jnp.shape(p)) if per_element else (inner_steps,)
     return jnp.full(shape, lr, jnp.float32)
 
   return jax.tree_util.tree_map_with_path(make, params)
 
 
-def extend_inner_lrs(inner_lrs: PyTree, num_steps: int) -> PyTree:
-  """Cuts or extends (repeating the last step's rates) to ``num_steps``.
+def extend_inner_lrs(inner_lrs: PyTree, inner_steps: int) -> PyTree:
+  """Cuts or extends (repeating the last step's rates) to ``inner_steps``.
 
   Lets evaluation run more inner steps than training (MAML: 1 step to train,
   3 to test) with the rates it learned or was given.
   """
-  if num_steps < 1:
-    raise ValueError(f"num_steps must be >= 1, got {num_steps}.")
+  if inner_steps < 1:
+    raise ValueError(f"inner_steps must be >= 1, got {inner_steps}.")
 
   def fit(lr):
     if lr is None:
       return None
     n = lr.shape[0]
-    if num_steps <= n:
-      return lr[:num_steps]
-    tail = jnp.repeat(lr[-1:], num_steps - n, axis=0)
+    if inner_steps <= n:
+      return lr[:inner_steps]
+    tail = jnp.repeat(lr[-1:], inner_steps - n, axis=0)
     return jnp.concatenate([lr, tail], axis=0)
 
   return jax.tree.map(fit, inner_lrs, is_leaf=_is_none)

@@ -13,19 +13,19 @@ from metalearn.types import ApplyFn, PyTree, Task
 
 
 class EvalResult(NamedTuple):
-  """Accuracy over a task set after ``num_steps`` inner steps.
+  """Accuracy over a task set after ``inner_steps`` inner steps.
 
   Attributes:
     accuracy: mean query accuracy after the last inner step.
     ci95: half-width of the 95% confidence interval, 1.96 std / sqrt(n).
     std: standard deviation of the accuracy across tasks.
     loss: mean query loss after the last inner step.
-    step_accuracy: [num_steps] mean accuracy after each inner step.
-    step_loss: [num_steps] mean query loss after each inner step.
+    step_accuracy: [inner_steps] mean accuracy after each inner step.
+    step_loss: [inner_steps] mean query loss after each inner step.
     task_accuracy: [num_tasks] final accuracy of every task.
-    task_step_loss: [num_tasks, num_steps] each task's adaptation trajectory.
+    task_step_loss: [num_tasks, inner_steps] each task's adaptation trajectory.
     num_tasks: n.
-    num_steps: inner steps used (may differ from training).
+    inner_steps: inner steps used (may differ from training).
   """
   accuracy: float
   ci95: float
@@ -36,7 +36,7 @@ class EvalResult(NamedTuple):
   task_accuracy: np.ndarray
   task_step_loss: np.ndarray
   num_tasks: int
-  num_steps: int
+  inner_steps: int
 
   def summary(self) -> dict:
     """JSON-friendly dict (lists instead of arrays, per-task data dropped)."""
@@ -44,7 +44,7 @@ class EvalResult(NamedTuple):
         "accuracy": self.accuracy, "ci95": self.ci95, "std": self.std,
         "loss": self.loss, "step_accuracy": self.step_accuracy.tolist(),
         "step_loss": self.step_loss.tolist(), "num_tasks": self.num_tasks,
-        "num_steps": self.num_steps,
+        "inner_steps": self.inner_steps,
     }
 
 
@@ -64,7 +64,7 @@ def evaluate(apply_fn: ApplyFn,
              inner_lrs: PyTree,
              tasks: Task,
              *,
-             num_steps: int,
+             inner_steps: int,
              step_aware: bool = False,
              chunk_size: int = 100,
              batching: str = "vmap") -> EvalResult:
@@ -73,10 +73,10 @@ def evaluate(apply_fn: ApplyFn,
   Args:
     apply_fn: the model's apply function (hashable: it is a static argument).
     params: meta-learned initial parameters.
-    inner_lrs: inner learning rates; cut or extended to ``num_steps`` by
+    inner_lrs: inner learning rates; cut or extended to ``inner_steps`` by
       repeating the last step's rates.
     tasks: task set with a leading [num_tasks] axis.
-    num_steps: inner steps at test time, >= 1.
+    inner_steps: inner steps at test time, >= 1.
     step_aware: ``apply_fn`` takes the inner step index.
     chunk_size: tasks per compiled call (memory bound); the last chunk is
       padded, so one shape compiles once.
@@ -86,12 +86,12 @@ def evaluate(apply_fn: ApplyFn,
   Returns:
     An :class:`EvalResult`.
   """
-  if num_steps < 1:
-    raise ValueError(f"num_steps (test inner steps) must be >= 1, got "
-                     f"{num_steps}.")
+  if inner_steps < 1:
+    raise ValueError(f"inner_steps (test inner steps) must be >= 1, got "
+                     f"{inner_steps}.")
   if batching not in ("vmap", "map"):
     raise ValueError(f"batching must be 'vmap' or 'map', got {batching!r}.")
-  lrs = core.extend_inner_lrs(inner_lrs, num_steps)
+  lrs = core.extend_inner_lrs(inner_lrs, inner_steps)
   num_tasks = int(tasks.support_y.shape[0])
   chunk = max(1, min(chunk_size, num_tasks))
   losses, accs = [], []
@@ -114,14 +114,14 @@ def evaluate(apply_fn: ApplyFn,
       std=std, loss=float(np.mean(loss[:, -1])),
       step_accuracy=acc.mean(axis=0), step_loss=loss.mean(axis=0),
       task_accuracy=final, task_step_loss=loss, num_tasks=num_tasks,
-      num_steps=num_steps)
+      inner_steps=inner_steps)
 
 
 def format_table(result: EvalResult, title: str = "test") -> str:
   """A small plain-text table of the per-step accuracy and the final CI."""
   lines = [f"{title}: {100 * result.accuracy:.2f}% ± {100 * result.ci95:.2f} "
            f"(95% CI, {result.num_tasks} tasks, std {100 * result.std:.2f}, "
-           f"{result.num_steps} inner steps)",
+           f"{result.inner_steps} inner steps)",
            "  step | query acc | query loss"]
   for i, (a, l) in enumerate(zip(result.step_accuracy, result.step_loss), 1):
     lines.append(f"  {i:>4} | {100 * a:8.2f}% | {l:10.4f}")

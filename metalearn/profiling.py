@@ -8,6 +8,7 @@ in a fresh Python process so that its memory peak is its own.
 
 import json
 import os
+import platform
 from pathlib import Path
 import resource
 import subprocess
@@ -82,3 +83,36 @@ def run_isolated(function: str, request: Any) -> Any:
     raise RuntimeError(f"{function} exited with status {proc.returncode}: "
                        f"{tail}")
   return json.loads(lines[-1])
+
+
+def _git(*args: str) -> str:
+  root = Path(__file__).resolve().parents[1]
+  try:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True,
+                          text=True, check=True).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return ""
+
+
+def environment() -> dict:
+  """Machine, software and commit, for report headers."""
+  dev = jax.devices()[0]
+  cpu = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      cpu = next(l.split(":", 1)[1].strip() for l in f
+                 if l.startswith("model name"))
+  except (OSError, StopIteration):
+    pass
+  commit = _git("rev-parse", "--short", "HEAD")
+  dirty = bool(_git("status", "--porcelain"))
+  return {
+      "device": f"{dev.platform} ({dev.device_kind})",
+      "device_count": jax.device_count(),
+      "cpu": cpu, "cpu_count": os.cpu_count(),
+      "load_average_at_start": (list(os.getloadavg())
+                                if hasattr(os, "getloadavg") else None),
+      "python": platform.python_version(), "jax": jax.__version__,
+      "commit": (commit + ("+uncommitted changes" if dirty else "")) or
+                "unknown",
+  }

@@ -41,7 +41,7 @@ class StepOutput(NamedTuple):
   Attributes:
     loss: the weighted meta-loss.
     step_loss: [Q] query loss after each inner step, task mean (Q =
-      num_steps), or after the last step only (Q = 1) when the step was built
+      inner_steps), or after the last step only (Q = 1) when the step was built
       with ``step_weights_fn=None``.
     step_accuracy: [Q] query accuracy, likewise.
     grad_norm: global norm of the meta-gradient.
@@ -96,7 +96,7 @@ def make_meta_step(apply_fn: ApplyFn,
     apply_fn: the model's ``apply(params, x[, step])``.
     optimizer: the outer optax optimizer (may carry a schedule).
     task_fn: ``task_fn(key, data) -> Task`` batch, sampled inside the step.
-    step_weights_fn: ``step_weights_fn(meta_step) -> [num_steps]`` weights of
+    step_weights_fn: ``step_weights_fn(meta_step) -> [inner_steps]`` weights of
       each inner step's query loss (MAML++'s annealed multi-step loss), or
       ``None``: the last step's query loss alone (MAML, FOMAML, MAML++ after
       its annealing), with the query set run once instead of every step.

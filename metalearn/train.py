@@ -1,26 +1,26 @@
-"""Meta-training and evaluation on Omniglot: ``train_and_evaluate``.
+"""Meta-training and evaluation from a config: ``train_and_evaluate``.
 
-One call trains from ``config`` in ``workdir`` and evaluates on the test split.
-It resumes by itself from the latest checkpoint in ``workdir``; a resumed run
-ends with the same parameters as an uninterrupted one (keys are derived from
-the step, never threaded). Outputs in ``workdir``: ``config.json``,
-``metrics.jsonl`` (training and validation rows), ``checkpoints/`` (latest),
-``best/`` (best by validation accuracy), ``eval.json``.
+One call trains from ``config`` in ``workdir`` and evaluates on the test split,
+running the one loop of :mod:`metalearn.trainer`. It resumes by itself from
+the newest checkpoint in ``workdir`` that verifies; a resumed run ends with
+the same parameters as an uninterrupted one (keys are derived from the step,
+never threaded). Outputs in ``workdir``: ``config.json``, ``metrics.jsonl``
+(training and validation rows), ``checkpoints/`` (latest), ``best/`` (best
+by validation accuracy), ``eval.json``.
 """
 
 import json
 import os
-import time
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
+from metalearn import algorithms
 from metalearn import checkpoints
 from metalearn import config_checks
 from metalearn import core
@@ -29,33 +29,51 @@ from metalearn import metrics_log
 from metalearn import precision
 from metalearn import schedules
 from metalearn import step as step_lib
+from metalearn import trainer
 from metalearn.data import episodes
 from metalearn.data import omniglot
 from metalearn.models import conv4
 from metalearn.models import Model
-from metalearn.types import Array, PyTree, Task
+from metalearn.types import PyTree, Task
 
 
-def build_model(config: ml_collections.ConfigDict) -> Model:
-  """Conv-4 with per-step batch-norm affines when ``config.per_step_bn``,
-  computing in ``config.compute_dtype`` (parameters stay float32)."""
-  steps = max(config.inner_steps, config.eval_inner_steps)
-  model = conv4(config.n_way, filters=config.filters,
-                per_step_bn=steps if config.per_step_bn else 0,
+def build_model(config: ml_collections.ConfigDict,
+                bn_steps: Optional[int] = None) -> Model:
+  """Conv-4 computing in ``config.compute_dtype`` (float32 parameters).
+
+  ``bn_steps`` defaults to the algorithm's: one batch-norm affine per
+  training inner step for MAML++ (test steps beyond them reuse the last
+  one), else one shared affine.
+  """
+  if bn_steps is None:
+    per_step = algorithms.get(config.algorithm).per_step_bn
+    bn_steps = config.inner_steps if per_step else 0
+  model = conv4(config.n_way, filters=config.filters, bn_steps=bn_steps,
                 conv_impl=config.conv_impl)
   return model._replace(
       apply=precision.compute_in(model.apply, config.compute_dtype))
 
 
-def build_inner_lrs(config: ml_collections.ConfigDict, params: PyTree) -> PyTree:
+def initial_params(config: ml_collections.ConfigDict, model: Model) -> PyTree:
+  """The same initial weights for every algorithm of a config: MAML++'s
+  per-step batch-norm rows start as copies of the shared affine."""
+  key = jax.random.key(config.seed)
+  shared = build_model(config, bn_steps=0).init(key)
+  shapes = jax.eval_shape(model.init, key)
+  return jax.tree.map(lambda p, s: jnp.broadcast_to(p, s.shape), shared,
+                      shapes)
+
+
+def build_inner_lrs(config: ml_collections.ConfigDict, params: PyTree
+                   ) -> PyTree:
   """[inner_steps] rate per tensor for every leaf the inner loop adapts.
 
-  Batch-norm affines are frozen unless ``config.adapt_norm``; with
-  ``config.inner_adapt == "head"`` (ANIL) only the classifier head adapts, so
-  no inner gradient is ever computed for the body.
+  Batch-norm affines are frozen unless ``config.adapt_norm``; a head-only
+  algorithm (ANIL) adapts only the classifier head, so no inner gradient is
+  ever computed for the body.
   """
   frozen = () if config.adapt_norm else ("norm",)
-  if config.inner_adapt == "head":
+  if algorithms.get(config.algorithm).head_only:
     frozen = ("conv", "norm")
   return core.fixed_inner_lrs(params, config.inner_lr, config.inner_steps,
                               frozen=frozen)
@@ -66,29 +84,23 @@ def build_optimizer(config: ml_collections.ConfigDict
   """Adam with a constant or cosine-annealed outer learning rate."""
   if config.lr_schedule == "cosine":
     lr = optax.cosine_decay_schedule(
-        config.outer_lr, config.num_steps,
+        config.outer_lr, config.meta_steps,
         alpha=config.outer_lr_min / config.outer_lr)
   else:
     lr = config.outer_lr
   return optax.adam(lr)
 
 
-def step_weights_fn(config: ml_collections.ConfigDict
-                   ) -> Optional[Callable[[Array], Array]]:
-  """meta_step -> [inner_steps] MSL weights, or None: the last step alone.
-
-  None (no multi-step loss, or the annealing is over) lets the step run the
-  query set once, after the last inner step, instead of after every step.
-  """
-  if config.msl_epochs > 0:
-    return lambda s: schedules.msl_weights(
-        config.inner_steps, s // config.iters_per_epoch, config.msl_epochs)
-  return None
-
-
-def msl_end(config: ml_collections.ConfigDict) -> int:
-  """The meta-step from which the multi-step loss weighs only the last step."""
-  return min(config.num_steps, config.msl_epochs * config.iters_per_epoch)
+def build_plan(config: ml_collections.ConfigDict) -> schedules.PhasePlan:
+  """The phases of the config's algorithm (see :mod:`metalearn.schedules`)."""
+  algorithm = algorithms.get(config.algorithm)
+  return schedules.phase_plan(
+      meta_steps=config.meta_steps, steps_per_epoch=config.steps_per_epoch,
+      first_order=algorithm.first_order,
+      multi_step_loss=algorithm.multi_step_loss,
+      msl_epochs=config.msl_epochs, inner_steps=config.inner_steps,
+      first_order_epochs=(config.first_order_epochs
+                          if algorithm.anneals_order else 0))
 
 
 def build_task_fn(config: ml_collections.ConfigDict):
@@ -109,7 +121,7 @@ class Experiment(NamedTuple):
   train_data: Any  # uint8 images [C, 20, 28, 28] or a Task pool
   val_tasks: Optional[Task]
   test_tasks: Task
-  learn_inner_lrs: bool
+  plan: schedules.PhasePlan
 
 
 def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
@@ -133,78 +145,144 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
                               num_tasks=config.test_tasks,
                               n_query=config.eval_n_query, **sizes)
   return Experiment(build_model(config), build_optimizer(config), train, val,
-                    test, config.learn_inner_lrs)
+                    test, build_plan(config))
 
 
-def _boundaries(config: ml_collections.ConfigDict) -> list[int]:
-  """Steps where a chunk of meta-steps must end (eval, save, order switch)."""
-  marks = {config.num_steps}
+def initial_state(config: ml_collections.ConfigDict,
+                  exp: Experiment) -> step_lib.MetaState:
+  params = initial_params(config, exp.model)
+  return step_lib.init_meta_state(
+      params, build_inner_lrs(config, params), exp.optimizer,
+      learn_inner_lrs=algorithms.get(config.algorithm).learn_inner_lrs)
+
+
+def step_builder(config: ml_collections.ConfigDict,
+                 exp: Experiment) -> trainer.StepBuilder:
+  """``(phase, count) -> jitted meta-step`` for :func:`trainer.run`."""
+  algorithm = algorithms.get(config.algorithm)
+  weights_fn = schedules.msl_weights_fn(config.inner_steps, config.msl_epochs,
+                                        config.steps_per_epoch)
+
+  def build(phase: schedules.Phase, count: int):
+    return step_lib.make_meta_step(
+        exp.model.apply, exp.optimizer, build_task_fn(config),
+        weights_fn if phase.multi_step_loss else None,
+        first_order=phase.first_order,
+        learn_inner_lrs=algorithm.learn_inner_lrs,
+        step_aware=exp.model.step_aware, remat=config.remat,
+        unroll=config.unroll, batching=config.batching, steps_per_call=count)
+  return build
+
+
+def evaluate_meta(config: ml_collections.ConfigDict, exp: Experiment, meta,
+                  tasks: Task) -> evaluate_lib.EvalResult:
+  """Adapts ``meta`` to ``tasks`` with ``config.eval_inner_steps`` steps."""
+  return evaluate_lib.evaluate(
+      exp.model.apply, meta.params, meta.inner_lrs, tasks,
+      inner_steps=config.eval_inner_steps, step_aware=exp.model.step_aware,
+      batching=config.batching, chunk_size=config.eval_chunk_size)
+
+
+def prepare_workdir(workdir: str | os.PathLike) -> Path:
+  """Creates ``workdir``; ValueError naming it when that is impossible."""
+  path = Path(workdir)
+  if path.exists() and not path.is_dir():
+    raise ValueError(f"workdir={str(workdir)!r} is a file, not a directory.")
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+    probe = path / ".write_test"
+    probe.write_text("")
+    probe.unlink()
+  except OSError as e:
+    raise ValueError(f"workdir={str(workdir)!r} cannot be created or "
+                     f"written: {e.strerror or e}.") from e
+  return path
+
+
+def _train_row(chunk: trainer.Chunk, tasks_per_step: int) -> dict:
+  out, count = chunk.output, chunk.end - chunk.start
+  return {"loss": float(np.mean(out.loss)),
+          "accuracy": float(np.mean(out.step_accuracy[..., -1])),
+          "last_step_loss": float(np.mean(out.step_loss[..., -1])),
+          "grad_norm": float(np.mean(out.grad_norm)),
+          "tasks_per_s": count * tasks_per_step / max(chunk.seconds, 1e-9),
+          "seconds": chunk.seconds, "compiled": chunk.compiled,
+          "first_order": chunk.phase.first_order,
+          "multi_step_loss": chunk.phase.multi_step_loss}
+
+
+def _nan_hint(ckpt: checkpoints.Checkpointer, workdir: Path):
+  def hint() -> str:
+    step = ckpt.latest_step()
+    if step is None:
+      return ("No checkpoint was written yet: lower outer_lr or inner_lr "
+              "and start again.")
+    return (f"The last checkpoint (meta-step {step}) in "
+            f"{workdir / 'checkpoints'} was saved before this: lower "
+            "outer_lr or inner_lr and rerun to resume from it.")
+  return hint
+
+
+def _marks(config: ml_collections.ConfigDict) -> list[int]:
+  marks = set()
   for every in (config.eval_every, config.checkpoint_every):
     if every:
-      marks.update(range(every, config.num_steps, every))
-  if config.first_order_epochs:
-    marks.add(min(config.num_steps,
-                  config.first_order_epochs * config.iters_per_epoch))
-  if config.msl_epochs:
-    marks.add(msl_end(config))
+      marks.update(range(every, config.meta_steps, every))
   return sorted(marks)
 
 
-class Trainer:
-  """Compiles (and caches) the meta-step variants one run needs.
-
-  Keyed by (first_order, multi_step, steps_per_call): derivative-order
-  annealing needs two orders, the multi-step loss is dropped (and with it the
-  query passes after the early inner steps) once its annealing ends, and the
-  last chunk before an eval or save may be shorter.
-  """
-
-  def __init__(self, config, experiment: Experiment):
-    self._config = config
-    self._exp = experiment
-    self._steps = {}
-
-  def is_compiled(self, first_order: bool, multi_step: bool,
-                  count: int) -> bool:
-    return (first_order, multi_step, count) in self._steps
-
-  def __call__(self, state, first_order: bool, multi_step: bool, count: int):
-    key = (first_order, multi_step, count)
-    if key not in self._steps:
-      c, exp = self._config, self._exp
-      self._steps[key] = step_lib.make_meta_step(
-          exp.model.apply, exp.optimizer, build_task_fn(c),
-          step_weights_fn(c) if multi_step else None,
-          first_order=first_order,
-          learn_inner_lrs=exp.learn_inner_lrs,
-          step_aware=exp.model.step_aware, remat=c.remat, unroll=c.unroll,
-          batching=c.batching,
-          steps_per_call=count)
-    return self._steps[key](state, self._exp.train_data,
-                            jax.random.key(self._config.seed))
+def _on_mark(config, exp: Experiment, ckpt: checkpoints.Checkpointer,
+             writer: metrics_log.MetricsWriter):
+  """Validation and checkpoints at the marks, the end and an early stop."""
+  def on_mark(step: int, state: step_lib.MetaState, stop: str) -> None:
+    last = step == config.meta_steps or stop != trainer.DONE
+    if exp.val_tasks is not None and config.eval_every and (
+        step % config.eval_every == 0 or last):
+      val = evaluate_meta(config, exp, state.meta, exp.val_tasks)
+      writer.write(step, {"val_accuracy": val.accuracy, "val_ci95": val.ci95,
+                          "val_loss": val.loss})
+      ckpt.save_best(step, state, val.accuracy)
+    if last or (config.checkpoint_every and
+                step % config.checkpoint_every == 0):
+      ckpt.save_latest(step, state)
+  return on_mark
 
 
-def _first_order_at(config, step: int) -> bool:
-  """Derivative-order annealing: first order for the first E epochs."""
-  if config_checks.ALGORITHMS[config.algorithm].first_order:
-    return True
-  return step < config.first_order_epochs * config.iters_per_epoch
-
-
-def _multi_step_at(config, step: int) -> bool:
-  """Whether the multi-step loss still weighs the early inner steps."""
-  return step < msl_end(config)
-
-
-def _evaluate(config, exp: Experiment, meta, tasks: Task, steps: int):
-  return evaluate_lib.evaluate(exp.model.apply, meta.params, meta.inner_lrs,
-                               tasks, num_steps=steps,
-                               step_aware=exp.model.step_aware,
-                               batching=config.batching)
+def _summary(config, result: trainer.RunResult, test, used_best: bool,
+             start: int) -> dict:
+  step = int(result.state.step)
+  tasks = (step - start) * config.meta_batch_size
+  return {
+      "algorithm": config.algorithm,
+      "dataset": config.dataset,
+      "n_way": config.n_way, "k_shot": config.k_shot,
+      "meta_steps": step,
+      "resumed_from": start,
+      "train_seconds_this_run": result.train_seconds,
+      "compile_seconds_this_run": result.compile_seconds,
+      "tasks_per_second": (tasks / result.train_seconds
+                           if result.train_seconds > 0 else None),
+      "xla_temp_bytes": result.xla_temp_bytes,
+      "stopped_by_time_budget": result.stop == trainer.OUT_OF_TIME,
+      "used_best_checkpoint": used_best,
+      "test": test.summary(),
+      "inner_lrs": jax.tree.map(lambda a: np.asarray(a).tolist(),
+                                result.state.meta.inner_lrs),
+  }
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str | os.PathLike) -> dict:
+  """Meta-trains, validates, checkpoints, resumes and tests.
+
+  See :func:`train_and_test`; returns only the summary.
+  """
+  return train_and_test(config, workdir)[0]
+
+
+def train_and_test(config: ml_collections.ConfigDict,
+                   workdir: str | os.PathLike
+                  ) -> tuple[dict, evaluate_lib.EvalResult]:
   """Meta-trains, validates, checkpoints, resumes and tests.
 
   Args:
@@ -214,91 +292,48 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     workdir: output directory; an existing run there is resumed.
 
   Returns:
-    The summary written to ``workdir/eval.json``.
+    ``(summary, test)``: the summary written to ``workdir/eval.json`` and
+    the full test result (per-task accuracies included).
+
+  Raises:
+    ValueError: a bad config field or workdir, named.
+    metalearn.trainer.Interrupted: SIGINT or SIGTERM arrived; the state was
+      saved first, and a rerun resumes from it.
+    FloatingPointError: the meta-loss became non-finite.
   """
   config_checks.validate_config(config)
-  workdir = Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+  workdir = prepare_workdir(workdir)
   (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
   exp = build_experiment(config)
-  params = exp.model.init(jax.random.key(config.seed))
-  state = step_lib.init_meta_state(params, build_inner_lrs(config, params),
-                                   exp.optimizer,
-                                   learn_inner_lrs=exp.learn_inner_lrs)
   ckpt = checkpoints.Checkpointer(workdir)
-  state = ckpt.restore_latest(state)
+  state = ckpt.restore_latest(initial_state(config, exp))
   start = int(state.step)
-  trainer = Trainer(config, exp)
-  writer = metrics_log.MetricsWriter(workdir)
-  tasks_per_step = config.meta_batch_size
-  bar = tqdm(total=config.num_steps, initial=start, desc=config.algorithm,
-             disable=not config.progress, dynamic_ncols=True)
-  step, train_time, out_of_time = start, 0.0, False
-  for mark in _boundaries(config):
-    while step < mark and not out_of_time:
-      first_order = _first_order_at(config, step)
-      multi_step = _multi_step_at(config, step)
-      count = min(config.steps_per_call, mark - step)
-      compiles = not trainer.is_compiled(first_order, multi_step, count)
-      t0 = time.perf_counter()
-      state, out = trainer(state, first_order, multi_step, count)
-      loss = np.asarray(out.loss).reshape(-1)
-      elapsed = time.perf_counter() - t0
-      train_time += elapsed
-      if not np.all(np.isfinite(loss)):
-        bad = step + int(np.argmin(np.isfinite(loss)))
-        raise FloatingPointError(
-            f"meta-loss became {loss[~np.isfinite(loss)][0]} at meta-step "
-            f"{bad}; stopping. The last good checkpoint in "
-            f"{workdir / 'checkpoints'} is intact (lower outer_lr or "
-            "inner_lr and resume).")
-      step += count
-      # [count, Q] or [Q]: the last column is the last inner step.
-      acc = float(np.asarray(out.step_accuracy)[..., -1].mean())
-      row = {"loss": float(loss.mean()), "accuracy": acc,
-             "grad_norm": float(np.asarray(out.grad_norm).mean()),
-             "tasks_per_s": count * tasks_per_step / max(elapsed, 1e-9),
-             "seconds": elapsed, "compiled": compiles,
-             "first_order": first_order, "multi_step_loss": multi_step}
-      writer.write(step, row)
-      bar.update(count)
-      bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{acc:.3f}",
-                      tasks_s=f"{row['tasks_per_s']:.0f}")
-      out_of_time = 0 < config.max_train_seconds < train_time
-    if exp.val_tasks is not None and config.eval_every and (
-        step % config.eval_every == 0 or step == config.num_steps
-        or out_of_time):
-      val = _evaluate(config, exp, state.meta, exp.val_tasks,
-                      config.eval_inner_steps)
-      writer.write(step, {"val_accuracy": val.accuracy, "val_ci95": val.ci95,
-                          "val_loss": val.loss})
-      ckpt.save_best(step, state, val.accuracy)
-    if (config.checkpoint_every and step % config.checkpoint_every == 0) or (
-        step == config.num_steps or out_of_time):
-      ckpt.save_latest(step, state)
-    if out_of_time:
-      print(f"max_train_seconds={config.max_train_seconds} reached after "
-            f"{step} meta-steps; evaluating. Rerun to continue training.")
-      break
-  bar.close()
-  writer.close()
-  ckpt.wait()
-  final_meta = state.meta
-  best_meta = ckpt.restore_best(state)
-  result = _evaluate(config, exp, best_meta.meta if best_meta else final_meta,
-                     exp.test_tasks, config.eval_inner_steps)
-  summary = {
-      "algorithm": config.algorithm,
-      "dataset": config.dataset,
-      "n_way": config.n_way, "k_shot": config.k_shot,
-      "meta_steps": step,
-      "train_seconds_this_run": train_time,
-      "stopped_by_time_budget": out_of_time,
-      "used_best_checkpoint": best_meta is not None,
-      "test": result.summary(),
-      "inner_lrs": jax.tree.map(lambda a: np.asarray(a).tolist(),
-                                final_meta.inner_lrs),
-  }
+  writer = metrics_log.MetricsWriter(workdir, resume_step=start)
+  label = algorithms.get(config.algorithm).label
+  try:
+    result = trainer.run(
+        state, build_step=step_builder(config, exp), plan=exp.plan,
+        data_at=lambda _: exp.train_data, key=jax.random.key(config.seed),
+        steps_per_call=config.steps_per_call,
+        tasks_per_step=config.meta_batch_size, marks=_marks(config),
+        on_chunk=lambda c: writer.write(
+            c.end, _train_row(c, config.meta_batch_size)),
+        on_mark=_on_mark(config, exp, ckpt, writer),
+        max_seconds=config.max_train_seconds, label=label,
+        progress=config.progress, nan_hint=_nan_hint(ckpt, workdir))
+  finally:
+    writer.close()
+    ckpt.wait()
+  if result.stop == trainer.INTERRUPTED:
+    raise trainer.Interrupted(int(result.state.step), result.signal)
+  if result.stop == trainer.OUT_OF_TIME:
+    print(f"max_train_seconds={config.max_train_seconds} reached after "
+          f"{int(result.state.step)} meta-steps; evaluating. Rerun to "
+          "continue training.")
+  best = ckpt.restore_best(result.state)
+  test = evaluate_meta(config, exp, (best or result.state).meta,
+                       exp.test_tasks)
+  summary = _summary(config, result, test, best is not None, start)
   (workdir / "eval.json").write_text(json.dumps(summary, indent=2))
-  print(evaluate_lib.format_table(result, title=f"{config.algorithm} test"))
-  return summary
+  print(evaluate_lib.format_table(test, title=f"{label} test"))
+  return summary, test

@@ -29,7 +29,7 @@ class Task(NamedTuple):
 class StepMetrics(NamedTuple):
   """Query loss and accuracy after every inner step.
 
-  Shapes are [num_steps] for one task and [num_tasks, num_steps] for a batch.
+  Shapes are [inner_steps] for one task and [num_tasks, inner_steps] for a batch.
   """
   loss: Array
   accuracy: Array
@@ -41,8 +41,8 @@ class MetaParams(NamedTuple):
   Attributes:
     params: model parameters (the initialisation that the inner loop adapts).
     inner_lrs: pytree shaped like ``params``; each leaf is ``None`` (frozen in
-      the inner loop), ``[num_steps]`` (one rate per tensor per step) or
-      ``[num_steps, *leaf.shape]`` (one rate per element per step).
+      the inner loop), ``[inner_steps]`` (one rate per tensor per step) or
+      ``[inner_steps, *leaf.shape]`` (one rate per element per step).
   """
   params: PyTree
   inner_lrs: PyTree

@@ -34,7 +34,7 @@ class FlagsTest(parameterized.TestCase):
   def test_each_combination_learns(self, first_order, plus_plus):
     result = api.train_maml(helpers.tiny_model(), pool(),
                             first_order=first_order, plus_plus=plus_plus,
-                            num_iterations=60, meta_batch_size=4, **FAST)
+                            meta_steps=60, meta_batch_size=4, **FAST)
     chex.assert_shape(result.losses, (60,))
     chex.assert_shape(result.step_losses, (60, STEPS if plus_plus else 1))
     assert int(result.state.step) == 60
@@ -46,7 +46,7 @@ class FlagsTest(parameterized.TestCase):
       assert not np.allclose(lrs, 0.5)
       np.testing.assert_allclose(result.losses[0],
                                  result.step_losses[0].mean(), rtol=1e-5)
-      # 10 epochs of 4 iterations weigh every step; then only the last step
+      # 10 epochs of 4 meta-steps weigh every step; then only the last step
       # is computed (the others are NaN) and it is the whole loss.
       assert np.all(np.isfinite(result.step_losses[:40]))
       assert np.all(np.isnan(result.step_losses[40:, :-1]))
@@ -61,7 +61,7 @@ class FlagsTest(parameterized.TestCase):
 
   def test_first_order_flag_changes_the_update(self):
     runs = [api.train_maml(helpers.tiny_model(), pool(), first_order=fo,
-                           num_iterations=3, meta_batch_size=4, **FAST)
+                           meta_steps=3, meta_batch_size=4, **FAST)
             for fo in (False, True)]
     # Same tasks and init: identical first loss, different parameters after.
     np.testing.assert_allclose(runs[0].losses[0], runs[1].losses[0])
@@ -90,7 +90,7 @@ class SourcesTest(parameterized.TestCase):
       ("generator", lambda: dict(tasks=(b for b in batches(40)))),
   )
   def test_task_source(self, make):
-    result = api.train_maml(helpers.tiny_model(), num_iterations=40,
+    result = api.train_maml(helpers.tiny_model(), meta_steps=40,
                             first_order=True, **make(), **FAST)
     chex.assert_shape(result.step_losses, (40, 1))  # last step only
     assert result.stats.tasks == 160
@@ -99,15 +99,15 @@ class SourcesTest(parameterized.TestCase):
 
   def test_flax_module_and_apply_fn(self):
     module = ml.models.MLP(helpers.N_WAY, (5,))
-    by_module = api.train_maml(module, pool(), num_iterations=20,
+    by_module = api.train_maml(module, pool(), meta_steps=20,
                                meta_batch_size=4, first_order=True, **FAST)
     params = helpers.tiny_model().init(jax.random.key(0))
     by_fn = api.train_maml(helpers.tiny_model().apply, pool(), params=params,
-                           num_iterations=20, meta_batch_size=4,
+                           meta_steps=20, meta_batch_size=4,
                            first_order=True, **FAST)
     # A flax variables dict is accepted too, and is the same as its params.
     by_vars = api.train_maml(module, pool(), params={"params": params},
-                             num_iterations=20, meta_batch_size=4,
+                             meta_steps=20, meta_batch_size=4,
                              first_order=True, **FAST)
     chex.assert_trees_all_close(by_fn.params, by_vars.params, rtol=1e-5)
     for result in (by_module, by_fn):
@@ -119,7 +119,7 @@ class SourcesTest(parameterized.TestCase):
 
   def test_exhausted_iterator_raises(self):
     with pytest.raises(ValueError, match="ran out after 3 batches"):
-      api.train_maml(helpers.tiny_model(), iter(batches(3)), num_iterations=5,
+      api.train_maml(helpers.tiny_model(), iter(batches(3)), meta_steps=5,
                      first_order=True, **FAST)
 
 
@@ -136,7 +136,7 @@ BAD = [
     ("inner_lr", dict(inner_lr=0.0)),
     ("outer_lr", dict(outer_lr=-1.0)),
     ("inner_steps", dict(inner_steps=0)),
-    ("num_iterations", dict(num_iterations=0)),
+    ("meta_steps", dict(meta_steps=0)),
     ("first_order", dict(first_order="yes")),
     ("plus_plus", dict(plus_plus=1)),
     ("msl_epochs", dict(msl_epochs=0)),
@@ -153,16 +153,40 @@ BAD = [
     ("integer class labels", dict(tasks=_float_labels)),
     ("meta_batch_size applies only", dict(tasks=sampler, meta_batch_size=4)),
     ("task_data", dict(task_data=np.zeros(3))),
+    ("seed", dict(seed=-1)),
+    ("gives 3 logits but the tasks are 5-way", dict(
+        model=ml.models.mlp(3, input_shape=(4,), hidden=(5,)),
+        tasks=lambda: _relabelled(lambda y: y + 2))),
+    ("labels must lie in", dict(tasks=lambda: _relabelled(lambda y: y - 1))),
 ]
+
+
+def _relabelled(fn):
+  p = pool()
+  return p._replace(support_y=fn(p.support_y), query_y=fn(p.query_y))
 
 
 @pytest.mark.parametrize("match,kwargs", BAD, ids=[b[0] for b in BAD])
 def test_bad_arguments_raise_value_error_naming_them(match, kwargs):
-  args = dict(model=helpers.tiny_model(), tasks=pool(), num_iterations=2,
+  args = dict(model=helpers.tiny_model(), tasks=pool(), meta_steps=2,
               progress=False)
   args.update(kwargs)
-  if callable(args["tasks"]) and args["tasks"] in (_single_task,
-                                                   _float_labels):
+  if callable(args["tasks"]) and args["tasks"] is not sampler:
     args["tasks"] = args["tasks"]()
   with pytest.raises(ValueError, match=match):
     api.train_maml(args.pop("model"), args.pop("tasks"), **args)
+
+
+def test_non_finite_loss_stops_with_the_meta_step():
+  model = helpers.tiny_model()
+  broken = lambda p, x: model.apply(p, x) * jnp.log(x[:, :1] * 0)  # -inf*0
+  with pytest.raises(FloatingPointError, match=r"meta-step 1;.*lower"):
+    api.train_maml(broken, pool(), params=model.init(jax.random.key(0)),
+                   meta_steps=20, meta_batch_size=4, progress=False)
+
+
+def test_former_keyword_names_still_work():
+  with pytest.warns(DeprecationWarning, match="meta_steps"):
+    result = api.train_maml(helpers.tiny_model(), pool(), num_iterations=3,
+                            meta_batch_size=4, first_order=True, **FAST)
+  assert int(result.state.step) == 3 and result.losses.shape == (3,)

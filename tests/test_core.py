@@ -1,7 +1,5 @@
 """Gradient, equivalence and validation tests of the one code path."""
 
-import functools
-
 from absl.testing import parameterized
 import chex
 import jax
@@ -12,13 +10,14 @@ import optax
 import pytest
 
 import metalearn as ml
+from metalearn import schedules
 from tests import helpers
 
 
-def reference_inner_loop(apply_fn, params, lr, task, num_steps):
+def reference_inner_loop(apply_fn, params, lr, task, inner_steps):
   """Plain Python SGD loop, independent of scan: per-step query losses."""
   losses = []
-  for _ in range(num_steps):
+  for _ in range(inner_steps):
     grads = jax.grad(lambda p: ml.cross_entropy(apply_fn(p, task.support_x),
                                                 task.support_y))(params)
     params = jax.tree.map(lambda p, g: p - lr * g, params, grads)
@@ -30,23 +29,24 @@ def reference_inner_loop(apply_fn, params, lr, task, num_steps):
 class MetaGradientTest(parameterized.TestCase):
 
   @parameterized.parameters((1, True), (3, True), (1, False), (3, False))
-  def test_maml_grad_matches_finite_differences(self, num_steps, weighted):
+  def test_maml_grad_matches_finite_differences(self, inner_steps, weighted):
     # weighted: a multi-step loss; else step_weights=None (the last step's
     # query loss alone, the query set run once).
     model = helpers.tiny_model()
     with jax.enable_x64(True):
       params = helpers.to_f64(model.init(jax.random.key(0)))
-      lrs = helpers.to_f64(ml.fixed_inner_lrs(params, 0.3, num_steps))
+      lrs = helpers.to_f64(ml.fixed_inner_lrs(params, 0.3, inner_steps))
       tasks = helpers.to_f64(helpers.tiny_tasks(jax.random.key(1)))
-      weights = jnp.linspace(0.5, 1.0, num_steps) if weighted else None
+      weights = jnp.linspace(0.5, 1.0, inner_steps) if weighted else None
 
+      @jax.jit  # one compile instead of many small eager ones
       def loss(p, a):
         return ml.meta_loss(model.apply, p, a, tasks, weights)[0]
 
       # Checks d/dparams and d/dinner_lrs together against central finite
       # differences along random directions.
       jtu.check_grads(loss, (params, lrs), order=1, modes=("rev",),
-                                eps=1e-5, atol=1e-6, rtol=1e-6)
+                      eps=1e-5, atol=1e-6, rtol=1e-6)
 
   def test_fomaml_grad_is_query_grad_at_adapted_params(self):
     model = helpers.tiny_model()
@@ -78,15 +78,21 @@ class MetaGradientTest(parameterized.TestCase):
     lrs = ml.fixed_inner_lrs(params, 0.5, 1)
     tasks = helpers.tiny_tasks(jax.random.key(1), num_tasks=1)
     task = helpers.first_task(tasks)
-    g_s = jax.grad(lambda p: ml.cross_entropy(
-        model.apply(p, task.support_x), task.support_y))(params)
-    adapted, _ = ml.adapt(model.apply, params, lrs, task)
-    g_q = jax.grad(lambda p: ml.cross_entropy(
-        model.apply(p, task.query_x), task.query_y))(adapted)
-    expected = jax.tree.map(lambda q, s: -jnp.sum(q * s)[None], g_q, g_s)
+
+    @jax.jit
+    def closed_form(params):
+      g_s = jax.grad(lambda p: ml.cross_entropy(
+          model.apply(p, task.support_x), task.support_y))(params)
+      adapted, _ = ml.adapt(model.apply, params, lrs, task)
+      g_q = jax.grad(lambda p: ml.cross_entropy(
+          model.apply(p, task.query_x), task.query_y))(adapted)
+      return jax.tree.map(lambda q, s: -jnp.sum(q * s)[None], g_q, g_s)
+
+    expected = closed_form(params)
+    grad = jax.jit(jax.grad(lambda a, w: ml.meta_loss(
+        model.apply, params, a, tasks, w, first_order=True)[0]))
     for weights in (ml.last_step_weights(1), None):
-      got = jax.grad(lambda a, w=weights: ml.meta_loss(
-          model.apply, params, a, tasks, w, first_order=True)[0])(lrs)
+      got = grad(lrs, weights)
       chex.assert_trees_all_close(got, expected, rtol=1e-4, atol=1e-7)
 
 
@@ -245,7 +251,7 @@ class FinalQueryOnlyTest(parameterized.TestCase):
     # Per-step batch norm: the final query pass must use the last step's
     # affine, exactly as the every-step path does.
     model = ml.models.conv4(3, input_shape=(8, 8, 1), filters=2,
-                            num_blocks=1, per_step_bn=3)
+                            num_blocks=1, bn_steps=3)
     params = model.init(jax.random.key(0))
     params = jax.tree.map(lambda p: p + 0.1 * jnp.arange(p.size).reshape(
         p.shape) / p.size, params)
@@ -255,8 +261,8 @@ class FinalQueryOnlyTest(parameterized.TestCase):
                     jnp.tile(jnp.arange(3), (2, 1)),
                     jax.random.normal(key, (2, 6, 8, 8, 1)),
                     jnp.tile(jnp.arange(3), (2, 2)))
-    run = lambda w: ml.meta_loss(model.apply, params, lrs, tasks, w,
-                                 step_aware=True)[0]
+    run = jax.jit(lambda w: ml.meta_loss(model.apply, params, lrs, tasks, w,
+                                         step_aware=True)[0])
     np.testing.assert_allclose(run(None), run(ml.last_step_weights(3)),
                                rtol=1e-6)
 
@@ -270,22 +276,22 @@ class ShapesTest(chex.TestCase):
 
   @chex.variants(with_jit=True, without_jit=True)
   @parameterized.parameters(1, 3)
-  def test_shapes_and_finiteness(self, num_steps):
+  def test_shapes_and_finiteness(self, inner_steps):
     model = helpers.tiny_model()
     params = model.init(jax.random.key(0))
-    lrs = ml.fixed_inner_lrs(params, 0.4, num_steps)
+    lrs = ml.fixed_inner_lrs(params, 0.4, inner_steps)
     tasks = helpers.tiny_tasks(jax.random.key(1), num_tasks=5)
 
     @self.variant
     def run(p, a, t):
       return jax.value_and_grad(
           lambda p, a: ml.meta_loss(model.apply, p, a, t,
-                                    ml.last_step_weights(num_steps)),
+                                    ml.last_step_weights(inner_steps)),
           argnums=(0, 1), has_aux=True)(p, a)
 
     (loss, metrics), grads = run(params, lrs, tasks)
     chex.assert_shape(loss, ())
-    chex.assert_shape([metrics.loss, metrics.accuracy], (5, num_steps))
+    chex.assert_shape([metrics.loss, metrics.accuracy], (5, inner_steps))
     chex.assert_trees_all_equal_shapes(grads[0], params)
     chex.assert_trees_all_equal_shapes(grads[1], lrs)
     chex.assert_tree_all_finite((loss, metrics, grads))
@@ -309,7 +315,8 @@ class MetaStepTest(parameterized.TestCase):
       idx = jax.random.choice(key, 8, (4,), replace=False)
       return jax.tree.map(lambda x: x[idx], data)
 
-    weights_fn = (lambda s: ml.msl_weights(2, s / 5, 2)) if plus_plus else None
+    weights_fn = (schedules.msl_weights_fn(2, msl_epochs=2, steps_per_epoch=5)
+                  if plus_plus else None)
     opt = optax.adam(1e-2)
     state = ml.init_meta_state(params, lrs, opt, learn_inner_lrs=plus_plus)
     step = ml.make_meta_step(model.apply, opt, task_fn, weights_fn,
@@ -347,11 +354,11 @@ class ValidationTest(parameterized.TestCase):
 
   def test_zero_inner_steps(self):
     self.assert_value_error(
-        lambda: ml.fixed_inner_lrs(self.params, 0.4, 0), "num_steps", "0")
+        lambda: ml.fixed_inner_lrs(self.params, 0.4, 0), "inner_steps", "0")
     empty = jax.tree.map(lambda a: a[:0], self.lrs)
     self.assert_value_error(
         lambda: ml.adapt(self.model.apply, self.params, empty, self.task),
-        "inner_lrs", "num_steps")
+        "inner_lrs", "inner_steps")
 
   def test_bad_inner_lr_value(self):
     self.assert_value_error(
@@ -368,7 +375,7 @@ class ValidationTest(parameterized.TestCase):
     bad["head"] = jax.tree.map(lambda a: jnp.ones(3), self.lrs["head"])
     self.assert_value_error(
         lambda: ml.adapt(self.model.apply, self.params, bad, self.task),
-        "inner_lrs", "num_steps")
+        "inner_lrs", "inner_steps")
     scalar = jax.tree.map(lambda a: a[0], self.lrs)
     self.assert_value_error(
         lambda: ml.adapt(self.model.apply, self.params, scalar, self.task),
@@ -398,21 +405,7 @@ class ValidationTest(parameterized.TestCase):
     self.assert_value_error(lambda: run(floats), "query_y", "integer")
 
 
-class ScheduleTest(parameterized.TestCase):
-
-  def test_msl_weights_follow_antoniou(self):
-    n, epochs = 5, 10
-    np.testing.assert_allclose(ml.msl_weights(n, 0, epochs), np.full(n, 0.2))
-    mid = np.asarray(ml.msl_weights(n, 5, epochs))
-    np.testing.assert_allclose(mid[:-1], 0.2 - 5 * 0.2 / epochs)
-    np.testing.assert_allclose(mid.sum(), 1.0, rtol=1e-6)
-    late = np.asarray(ml.msl_weights(n, 9.99, epochs))
-    np.testing.assert_allclose(late[:-1], 0.03 / n, rtol=1e-5)
-    np.testing.assert_allclose(late[-1], 1 - 4 * 0.03 / n, rtol=1e-5)
-    np.testing.assert_allclose(ml.msl_weights(n, epochs, epochs),
-                               ml.last_step_weights(n))
-    jitted = jax.jit(functools.partial(ml.msl_weights, n, msl_epochs=epochs))
-    np.testing.assert_allclose(jitted(5.0), mid, rtol=1e-6)
+class ExtendInnerLrsTest(parameterized.TestCase):
 
   def test_extend_inner_lrs(self):
     lrs = {"w": jnp.array([0.1, 0.2]), "b": None}
@@ -420,5 +413,5 @@ class ScheduleTest(parameterized.TestCase):
     np.testing.assert_allclose(longer["w"], [0.1, 0.2, 0.2, 0.2])
     self.assertIsNone(longer["b"])
     np.testing.assert_allclose(ml.extend_inner_lrs(lrs, 1)["w"], [0.1])
-    with pytest.raises(ValueError, match="num_steps"):
+    with pytest.raises(ValueError, match="inner_steps"):
       ml.extend_inner_lrs(lrs, 0)

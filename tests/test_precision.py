@@ -35,13 +35,13 @@ def test_bad_dtype_names_the_argument():
                      "float32, bfloat16; got 'float16'"):
     api.train_maml(helpers.tiny_model(), helpers.tiny_tasks(
         jax.random.key(1), num_tasks=8), compute_dtype="float16",
-                   num_iterations=2, progress=False)
+                   meta_steps=2, progress=False)
 
 
 def test_train_maml_in_bfloat16_learns_with_float32_state():
   pool = helpers.tiny_tasks(jax.random.key(1), num_tasks=16)
   result = api.train_maml(helpers.tiny_model(), pool, inner_lr=0.5,
-                          outer_lr=0.01, inner_steps=2, num_iterations=60,
+                          outer_lr=0.01, inner_steps=2, meta_steps=60,
                           meta_batch_size=4, compute_dtype="bfloat16",
                           progress=False)
   last = result.losses

@@ -1,14 +1,16 @@
 """train_and_evaluate on the real cached Omniglot, at tiny sizes."""
 
 import json
+import os
+import signal
 
 import jax
 import numpy as np
 import pytest
 
-from experiments.configs import base
-from experiments.configs import mamlpp
+from metalearn import configs
 from metalearn import train
+from metalearn import trainer
 
 
 def tiny(config, cache_dir, **overrides):
@@ -16,11 +18,11 @@ def tiny(config, cache_dir, **overrides):
   config.n_way, config.k_shot, config.n_query, config.eval_n_query = 3, 1, 2, 2
   config.filters = 4
   config.meta_batch_size = 2
-  config.num_steps = 12
+  config.meta_steps = 12
   config.steps_per_call = 4
   config.eval_every = config.checkpoint_every = 6
   config.val_tasks, config.test_tasks = 6, 6
-  config.iters_per_epoch = 4
+  config.steps_per_epoch = 4
   config.batching = "map"
   # Compile time dominates at this size, and XLA convolutions compile faster
   # than shifted matmuls (56 vs 82 s for a MAML++ run); the two are tested
@@ -34,11 +36,11 @@ def tiny(config, cache_dir, **overrides):
 
 
 def maml_config(cache_dir, **kw):
-  return tiny(base.get_config(), cache_dir, **kw)
+  return tiny(configs.base(), cache_dir, **kw)
 
 
 def mamlpp_config(cache_dir, **kw):
-  c = mamlpp.get_config("5w1s")
+  c = configs.mamlpp("5w1s")
   settings = dict(inner_steps=2, eval_inner_steps=2, msl_epochs=2,
                   first_order_epochs=0)
   return tiny(c, cache_dir, **{**settings, **kw})
@@ -49,7 +51,7 @@ def read_jsonl(path):
 
 
 def test_smoke_writes_every_output_and_learns(tmp_path, omniglot_cache_dir):
-  config = maml_config(omniglot_cache_dir, num_steps=40, steps_per_call=10,
+  config = maml_config(omniglot_cache_dir, meta_steps=40, steps_per_call=10,
                        eval_every=20, checkpoint_every=20, outer_lr=1e-2)
   summary = train.train_and_evaluate(config, tmp_path)
   for name in ("config.json", "metrics.jsonl", "eval.json"):
@@ -67,7 +69,7 @@ def test_smoke_writes_every_output_and_learns(tmp_path, omniglot_cache_dir):
   saved = json.loads((tmp_path / "eval.json").read_text())
   assert saved == json.loads(json.dumps(summary))
   test = saved["test"]
-  assert test["num_tasks"] == 6 and test["num_steps"] == 3
+  assert test["num_tasks"] == 6 and test["inner_steps"] == 3
   assert len(test["step_accuracy"]) == 3
   assert 0.0 <= test["accuracy"] <= 1.0 and test["ci95"] >= 0.0
 
@@ -76,7 +78,7 @@ def test_resume_matches_uninterrupted_run(tmp_path, omniglot_cache_dir):
   straight = tmp_path / "straight"
   train.train_and_evaluate(maml_config(omniglot_cache_dir), straight)
   resumed = tmp_path / "resumed"
-  train.train_and_evaluate(maml_config(omniglot_cache_dir, num_steps=6),
+  train.train_and_evaluate(maml_config(omniglot_cache_dir, meta_steps=6),
                            resumed)
   train.train_and_evaluate(maml_config(omniglot_cache_dir), resumed)
   a = json.loads((straight / "eval.json").read_text())
@@ -92,22 +94,18 @@ def test_resume_matches_uninterrupted_run(tmp_path, omniglot_cache_dir):
 def _final_state(config, workdir):
   """Trains, then restores the latest checkpoint's state."""
   train.train_and_evaluate(config, workdir)
-  exp = train.build_experiment(config)
-  params = exp.model.init(jax.random.key(config.seed))
-  state = train.step_lib.init_meta_state(
-      params, train.build_inner_lrs(config, params), exp.optimizer,
-      learn_inner_lrs=exp.learn_inner_lrs)
+  state = train.initial_state(config, train.build_experiment(config))
   return train.checkpoints.Checkpointer(workdir).restore_latest(state)
 
 
 def test_derivative_order_annealing_starts_first_order(tmp_path,
                                                        omniglot_cache_dir):
   # First epoch (4 steps) first-order: the same as first-order MAML++.
-  annealed = mamlpp_config(omniglot_cache_dir, num_steps=4,
+  annealed = mamlpp_config(omniglot_cache_dir, meta_steps=4,
                            first_order_epochs=1, checkpoint_every=4)
-  first = mamlpp_config(omniglot_cache_dir, num_steps=4, checkpoint_every=4)
+  first = mamlpp_config(omniglot_cache_dir, meta_steps=4, checkpoint_every=4)
   first.algorithm = "mamlpp_first_order"
-  second = mamlpp_config(omniglot_cache_dir, num_steps=4, checkpoint_every=4)
+  second = mamlpp_config(omniglot_cache_dir, meta_steps=4, checkpoint_every=4)
   a = _final_state(annealed, tmp_path / "a")
   b = _final_state(first, tmp_path / "b")
   c = _final_state(second, tmp_path / "c")
@@ -115,8 +113,8 @@ def test_derivative_order_annealing_starts_first_order(tmp_path,
                a.meta, b.meta)
   assert not np.allclose(a.meta.params["conv0"]["kernel"],
                          c.meta.params["conv0"]["kernel"], rtol=1e-4)
-  assert train._first_order_at(annealed, 3)
-  assert not train._first_order_at(annealed, 4)
+  assert train.build_plan(annealed).phase_at(3).first_order
+  assert not train.build_plan(annealed).phase_at(4).first_order
 
 
 def test_mamlpp_switches_change_what_they_should(tmp_path, omniglot_cache_dir):
@@ -127,20 +125,15 @@ def test_mamlpp_switches_change_what_they_should(tmp_path, omniglot_cache_dir):
   assert params["norm0"]["scale"].shape == (2, 4)
   lrs = train.build_inner_lrs(c, params)
   assert lrs["norm0"]["scale"] is None and lrs["conv0"]["kernel"].shape == (2,)
-  # Multi-step loss: early weights are spread, later only the last step.
-  weights = train.step_weights_fn(c)
-  np.testing.assert_allclose(weights(0), [0.5, 0.5])
-  np.testing.assert_allclose(weights(c.msl_epochs * c.iters_per_epoch),
-                             [0.0, 1.0])
-  # Plain MAML has no weights: the last step's query loss alone.
-  assert train.step_weights_fn(maml_config(omniglot_cache_dir)) is None
-  # The learned inner rates move during MAML++ training.
+  # Multi-step loss for msl_epochs epochs; plain MAML never has one.
+  assert train.build_plan(c).msl_end == c.msl_epochs * c.steps_per_epoch
+  assert train.build_plan(maml_config(omniglot_cache_dir)).msl_end == 0
+  # The learned inner rates move during MAML++ training; MAML's stay fixed.
   final = _final_state(c, tmp_path / "pp")
   assert not np.allclose(final.meta.inner_lrs["conv0"]["kernel"], 0.1)
-  no_learn = _final_state(
-      mamlpp_config(omniglot_cache_dir, learn_inner_lrs=False),
-      tmp_path / "fixed")
-  np.testing.assert_allclose(no_learn.meta.inner_lrs["conv0"]["kernel"], 0.1)
+  fixed = _final_state(mamlpp_config(omniglot_cache_dir, algorithm="maml"),
+                       tmp_path / "fixed")
+  np.testing.assert_allclose(fixed.meta.inner_lrs["conv0"]["kernel"], 0.1)
 
 
 def test_multi_step_loss_ends_without_changing_the_result(
@@ -155,7 +148,9 @@ def test_multi_step_loss_ends_without_changing_the_result(
           if "loss" in r]
   assert [(r["step"], r["multi_step_loss"]) for r in rows] == [
       (4, True), (8, False), (12, False)]
-  monkeypatch.setattr(train, "_multi_step_at", lambda config, step: True)
+  plan = train.build_plan
+  monkeypatch.setattr(train, "build_plan",
+                      lambda c: plan(c)._replace(msl_end=c.meta_steps))
   kept = _final_state(config(), tmp_path / "kept")
   # Conv biases are left out: batch norm cancels them, so their gradient is
   # float noise (~1e-7) that Adam scales up to full-size steps.
@@ -179,13 +174,13 @@ def test_outer_rate_follows_cosine_schedule(omniglot_cache_dir):
   params = {"w": np.zeros(())}
   state = opt.init(params)
   sizes = []
-  for _ in range(c.num_steps):
+  for _ in range(c.meta_steps):
     updates, state = opt.update({"w": np.ones(())}, state, params)
     sizes.append(-float(updates["w"]))
   np.testing.assert_allclose(sizes[0], c.outer_lr, rtol=1e-3)
   expected = train.optax.cosine_decay_schedule(
-      c.outer_lr, c.num_steps, alpha=c.outer_lr_min / c.outer_lr)
-  np.testing.assert_allclose(sizes[-1], expected(c.num_steps - 1), rtol=1e-3)
+      c.outer_lr, c.meta_steps, alpha=c.outer_lr_min / c.outer_lr)
+  np.testing.assert_allclose(sizes[-1], expected(c.meta_steps - 1), rtol=1e-3)
   assert sizes[-1] < 0.1 * sizes[0]
   constant = train.build_optimizer(maml_config(omniglot_cache_dir))
   updates, _ = constant.update({"w": np.ones(())},
@@ -195,7 +190,8 @@ def test_outer_rate_follows_cosine_schedule(omniglot_cache_dir):
 
 @pytest.mark.parametrize("field,value,words", [
     ("algorithm", "reptile", ["config.algorithm", "maml, fomaml"]),
-    ("dataset", "imagenet", ["config.dataset", "lake, vinyals, mamlpp"]),
+    ("dataset", "imagenet", ["config.dataset", "lake", "vinyals", "tfds"]),
+    ("seed", -1, ["config.seed=-1", ">= 0"]),
     ("inner_steps", 0, ["config.inner_steps=0", ">= 1"]),
     ("eval_inner_steps", 0, ["config.eval_inner_steps=0", ">= 1"]),
     ("meta_batch_size", -2, ["config.meta_batch_size", ">= 1"]),
@@ -208,7 +204,7 @@ def test_outer_rate_follows_cosine_schedule(omniglot_cache_dir):
     ("compute_dtype", "float16", ["config.compute_dtype", "float32, bfloat16"]),
 ])
 def test_invalid_config_fails_before_compiling(tmp_path, field, value, words):
-  config = base.get_config()
+  config = configs.base()
   config[field] = value
   with pytest.raises(ValueError) as err:
     train.train_and_evaluate(config, tmp_path)
@@ -224,11 +220,96 @@ def test_n_way_too_large_for_split(tmp_path, omniglot_cache_dir):
 
 
 def test_nan_stops_run_and_keeps_last_checkpoint(tmp_path, omniglot_cache_dir):
-  good = maml_config(omniglot_cache_dir, num_steps=4, checkpoint_every=4)
+  good = maml_config(omniglot_cache_dir, meta_steps=4, checkpoint_every=4)
   train.train_and_evaluate(good, tmp_path)
   before = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
-  bad = maml_config(omniglot_cache_dir, num_steps=12, outer_lr=1e30,
+  bad = maml_config(omniglot_cache_dir, meta_steps=12, outer_lr=1e30,
                     checkpoint_every=4)
-  with pytest.raises(FloatingPointError, match="meta-loss became"):
+  with pytest.raises(FloatingPointError,
+                     match="meta-loss became.*checkpoint \\(meta-step 4\\)"):
     train.train_and_evaluate(bad, tmp_path)
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before
+
+
+def test_nan_on_a_fresh_run_says_no_checkpoint(tmp_path, omniglot_cache_dir):
+  bad = maml_config(omniglot_cache_dir, meta_steps=4, outer_lr=1e30,
+                    inner_lr=1e30)
+  with pytest.raises(FloatingPointError, match="No checkpoint was written"):
+    train.train_and_evaluate(bad, tmp_path)
+
+
+def test_bad_workdir_is_named(tmp_path):
+  a_file = tmp_path / "file"
+  a_file.write_text("")
+  with pytest.raises(ValueError, match="workdir=.*is a file"):
+    train.train_and_evaluate(configs.base(), a_file)
+  with pytest.raises(ValueError, match="workdir=.*cannot be created"):
+    train.train_and_evaluate(configs.base(), a_file / "below")
+
+
+def test_time_budget_stops_and_evaluates(tmp_path, omniglot_cache_dir):
+  config = maml_config(omniglot_cache_dir, meta_steps=400, steps_per_call=4,
+                       max_train_seconds=1e-9, eval_every=0)
+  summary = train.train_and_evaluate(config, tmp_path)
+  assert summary["stopped_by_time_budget"] and summary["meta_steps"] == 4
+  assert summary["test"]["num_tasks"] == 6
+  # The stop saved a checkpoint, so a rerun continues from it.
+  assert train.checkpoints.Checkpointer(tmp_path).latest_step() == 4
+
+
+def test_best_checkpoint_is_the_best_validation_step(tmp_path,
+                                                     omniglot_cache_dir):
+  config = maml_config(omniglot_cache_dir, meta_steps=12, eval_every=4,
+                       val_tasks=30)
+  summary = train.train_and_evaluate(config, tmp_path)
+  accuracy = {r["step"]: r["val_accuracy"]
+              for r in read_jsonl(tmp_path / "metrics.jsonl")
+              if "val_accuracy" in r}
+  assert sorted(accuracy) == [4, 8, 12] and len(set(accuracy.values())) > 1
+  assert summary["used_best_checkpoint"]
+  ckpt = train.checkpoints.Checkpointer(tmp_path)
+  template = train.initial_state(config, train.build_experiment(config))
+  best = int(ckpt.restore_best(template).step)
+  assert accuracy[best] == max(accuracy.values()), (best, accuracy)
+
+
+def test_anil_adapts_only_the_head(tmp_path, omniglot_cache_dir):
+  config = mamlpp_config(omniglot_cache_dir, algorithm="anil", meta_steps=4,
+                         checkpoint_every=4)
+  exp = train.build_experiment(config)
+  start = train.initial_state(config, exp)
+  lrs = start.meta.inner_lrs
+  assert lrs["conv0"]["kernel"] is None and lrs["norm0"]["scale"] is None
+  assert lrs["head"]["kernel"].shape == (2,)
+  assert start.meta.params["norm0"]["scale"].ndim == 1  # no per-step BN
+  final = _final_state(config, tmp_path)
+  # The outer loop still trains the body through the head's adaptation.
+  assert not np.allclose(final.meta.params["conv0"]["kernel"],
+                         start.meta.params["conv0"]["kernel"])
+
+
+def test_sigterm_saves_and_the_rerun_matches(tmp_path, omniglot_cache_dir,
+                                             monkeypatch):
+  straight = _final_state(maml_config(omniglot_cache_dir, eval_every=4),
+                          tmp_path / "straight")
+  row = train._train_row
+  def signal_once(chunk, tasks):
+    if chunk.end == 4:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return row(chunk, tasks)
+  monkeypatch.setattr(train, "_train_row", signal_once)
+  config = maml_config(omniglot_cache_dir, eval_every=4)
+  with pytest.raises(trainer.Interrupted, match="meta-step 4 by SIGTERM"):
+    train.train_and_evaluate(config, tmp_path / "stopped")
+  assert (train.checkpoints.Checkpointer(tmp_path / "stopped").latest_step()
+          == 4)
+  monkeypatch.setattr(train, "_train_row", row)
+  resumed = _final_state(config, tmp_path / "stopped")
+  jax.tree.map(np.testing.assert_array_equal, straight, resumed)
+  rows = read_jsonl(tmp_path / "stopped" / "metrics.jsonl")
+  for kind in ("loss", "val_accuracy"):  # each step once, in order
+    steps = [r["step"] for r in rows if kind in r]
+    assert steps == sorted(set(steps)) and steps[-1] == 12, (kind, steps)
+  # A rerun of the finished run trains and validates nothing again.
+  train.train_and_evaluate(config, tmp_path / "stopped")
+  assert read_jsonl(tmp_path / "stopped" / "metrics.jsonl") == rows

@@ -5,13 +5,11 @@ Run:
       --workdir=runs/fomaml_5w1s
 
 Paper (Finn et al. 2017, 5w1s first-order): 98.3 ± 0.5.
-Measured here: not yet on a GPU (see docs/benchmarks.md).
+Measured: not yet at this size (docs/benchmarks.md).
 """
 
-from experiments.configs import maml
+from metalearn import configs
 
 
 def get_config(setting: str = "5w1s"):
-  c = maml.get_config(setting)
-  c.algorithm = "fomaml"
-  return c
+  return configs.maml(setting, algorithm="fomaml")

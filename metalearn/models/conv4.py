@@ -21,7 +21,7 @@ class Model(NamedTuple):
   Attributes:
     init: ``init(key) -> params``.
     apply: ``apply(params, x) -> logits [B, n_way]``; models built with
-      ``per_step_bn`` take ``apply(params, x, step)``.
+      ``bn_steps`` take ``apply(params, x, step)``.
     step_aware: whether ``apply`` takes the inner step index.
   """
   init: Callable[[Array], PyTree]
@@ -32,20 +32,20 @@ class Model(NamedTuple):
 class TransductiveBatchNorm(nn.Module):
   """Batch norm with the current batch's statistics and a learnable affine.
 
-  With ``num_steps > 0`` the scale and offset have a leading ``[num_steps]``
+  With ``bn_steps > 0`` the scale and offset have a leading ``[bn_steps]``
   axis and ``step`` picks the row: MAML++'s per-step batch-norm weights.
   """
-  num_steps: int = 0
+  bn_steps: int = 0
   epsilon: float = 1e-5
 
   @nn.compact
   def __call__(self, x: Array, step: Optional[Array] = None) -> Array:
     features = x.shape[-1]
-    lead = (self.num_steps,) if self.num_steps else ()
+    lead = (self.bn_steps,) if self.bn_steps else ()
     scale = self.param("scale", nn.initializers.ones, (*lead, features))
     offset = self.param("offset", nn.initializers.zeros, (*lead, features))
-    if self.num_steps:
-      step = jnp.clip(0 if step is None else step, 0, self.num_steps - 1)
+    if self.bn_steps:
+      step = jnp.clip(0 if step is None else step, 0, self.bn_steps - 1)
       scale, offset = scale[step], offset[step]
     axes = tuple(range(x.ndim - 1))
     mean = jnp.mean(x, axis=axes, keepdims=True)
@@ -108,7 +108,7 @@ class Conv4(nn.Module):
   n_way: int
   filters: int = 64
   num_blocks: int = 4
-  per_step_bn: int = 0
+  bn_steps: int = 0
   conv_impl: str = "xla"
 
   @nn.compact
@@ -118,7 +118,7 @@ class Conv4(nn.Module):
         x = ShiftedMatmulConv(self.filters, name=f"conv{i}")(x)
       else:
         x = nn.Conv(self.filters, (3, 3), padding="SAME", name=f"conv{i}")(x)
-      x = TransductiveBatchNorm(self.per_step_bn, name=f"norm{i}")(x, step)
+      x = TransductiveBatchNorm(self.bn_steps, name=f"norm{i}")(x, step)
       x = nn.relu(x)
       x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
     x = x.reshape((x.shape[0], -1))
@@ -130,7 +130,7 @@ def conv4(n_way: int,
           input_shape: tuple[int, ...] = (28, 28, 1),
           filters: int = 64,
           num_blocks: int = 4,
-          per_step_bn: int = 0,
+          bn_steps: int = 0,
           conv_impl: str = "auto") -> Model:
   """Builds the conv-4 model.
 
@@ -139,7 +139,7 @@ def conv4(n_way: int,
     input_shape: one input's shape (H, W, C).
     filters: channels of every conv layer; >= 1.
     num_blocks: conv blocks; each halves H and W.
-    per_step_bn: 0 for one batch-norm affine per layer; N > 0 for one per inner
+    bn_steps: 0 for one batch-norm affine per layer; N > 0 for one per inner
       step (MAML++), which makes ``apply`` take the step index.
     conv_impl: ``xla`` (``nn.Conv``), ``matmul`` (nine shifted matmuls: fast
       for per-task kernels on CPU) or ``auto`` (``matmul`` on CPU, else
@@ -152,19 +152,19 @@ def conv4(n_way: int,
     raise ValueError(f"n_way must be >= 2, got {n_way}.")
   if filters < 1:
     raise ValueError(f"filters must be >= 1, got {filters}.")
-  if per_step_bn < 0:
-    raise ValueError(f"per_step_bn must be >= 0, got {per_step_bn}.")
-  module = Conv4(n_way, filters, num_blocks, per_step_bn,
+  if bn_steps < 0:
+    raise ValueError(f"bn_steps must be >= 0, got {bn_steps}.")
+  module = Conv4(n_way, filters, num_blocks, bn_steps,
                  resolve_conv_impl(conv_impl))
   dummy = jnp.zeros((2, *input_shape), jnp.float32)
 
   def init(key):
     return module.init(key, dummy)["params"]
 
-  if per_step_bn:
+  if bn_steps:
     def apply(params, x, step):
       return module.apply({"params": params}, x, step)
   else:
     def apply(params, x):
       return module.apply({"params": params}, x)
-  return Model(init, apply, step_aware=bool(per_step_bn))
+  return Model(init, apply, step_aware=bool(bn_steps))

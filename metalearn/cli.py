@@ -1,0 +1,78 @@
+"""What every experiment binary does around its main: a compilation cache
+that survives the process, one-line errors, clean stops.
+
+* The persistent compilation cache (JAX's own) lives in
+  ``$METALEARN_JAX_CACHE_DIR`` (default ``~/.cache/metalearn/jax``), so a
+  second run of the same command loads its programs instead of compiling
+  them; ``--nocompilation_cache`` turns it off.
+* A ValueError (a bad flag or config field, named in its message) prints as
+  one line and exits 2; ``--verbosity=1`` shows the traceback.
+* A non-finite loss or a workdir with no usable checkpoint prints its one
+  line and exits 1.
+* SIGINT/SIGTERM during training save a checkpoint first
+  (:class:`metalearn.trainer.Interrupted`); the binary prints where it
+  stopped and exits 128 + the signal number, as a shell does.
+"""
+
+import os
+from pathlib import Path
+import sys
+from typing import Callable, Optional
+
+from absl import flags
+from absl import logging
+import jax
+
+from metalearn import checkpoints
+from metalearn import trainer
+
+JAX_CACHE_DIR_ENV = "METALEARN_JAX_CACHE_DIR"
+
+_COMPILATION_CACHE = flags.DEFINE_bool(
+    "compilation_cache", True,
+    "Keep compiled programs in $METALEARN_JAX_CACHE_DIR (default "
+    "~/.cache/metalearn/jax) so that reruns skip compiling.")
+
+
+def compilation_cache_dir() -> Path:
+  path = os.environ.get(JAX_CACHE_DIR_ENV)
+  return Path(path) if path else Path.home() / ".cache" / "metalearn" / "jax"
+
+
+def enable_compilation_cache(path: Optional[str | os.PathLike] = None
+                            ) -> Path:
+  """Turns on JAX's persistent compilation cache in ``path`` (default
+  :func:`compilation_cache_dir`); every compiled program is kept."""
+  path = Path(path) if path else compilation_cache_dir()
+  path.mkdir(parents=True, exist_ok=True)
+  jax.config.update("jax_compilation_cache_dir", str(path))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  return path
+
+
+def _fail(message: str, code: int) -> None:
+  print(f"{Path(sys.argv[0]).name}: {message}", file=sys.stderr, flush=True)
+  sys.exit(code)
+
+
+def run_main(main: Callable[[], None]) -> None:
+  """Calls ``main()`` with the set-up and error handling described above."""
+  if not flags.FLAGS["verbosity"].present:
+    # Orbax logs every checkpoint at INFO; --verbosity=0 brings them back.
+    logging.set_verbosity(logging.WARNING)
+  verbose = flags.FLAGS.verbosity >= 1
+  if _COMPILATION_CACHE.value:
+    enable_compilation_cache()
+  try:
+    main()
+  except ValueError as e:
+    if verbose:
+      raise
+    _fail(f"error: {e}", 2)
+  except (FloatingPointError, checkpoints.CheckpointError) as e:
+    if verbose:
+      raise
+    _fail(str(e), 1)
+  except trainer.Interrupted as e:
+    _fail(str(e), 128 + e.signum)

@@ -1,0 +1,129 @@
+"""Config building blocks: the fields every experiment has, and the papers'.
+
+The experiment configs in ``experiments/configs/`` start from these and set a
+few fields; they import only :mod:`metalearn`, so ``--config=FILE`` loads
+them without any ``sys.path`` set-up. Field names are the project's one
+vocabulary: ``inner_steps`` (inner SGD steps), ``meta_steps`` (meta-training
+steps), ``steps_per_epoch``, ``train_pool``, ``meta_batch_size``.
+"""
+
+import ml_collections
+
+from metalearn import algorithms
+
+# Finn et al. 2017, appendix A.1 (Omniglot).
+# setting -> (n_way, k_shot, meta_batch_size, inner_steps, inner_lr,
+#             eval_inner_steps)
+MAML_SETTINGS = {
+    "5w1s": (5, 1, 32, 1, 0.4, 3),
+    "5w5s": (5, 5, 32, 1, 0.4, 3),
+    "20w1s": (20, 1, 16, 5, 0.1, 5),
+    "20w5s": (20, 5, 16, 5, 0.1, 5),
+}
+# Antoniou et al. 2019: setting -> (n_way, k_shot).
+MAMLPP_SETTINGS = {"5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1),
+                   "20w5s": (20, 5)}
+
+
+def base() -> ml_collections.ConfigDict:
+  """Every field, at MAML's Omniglot defaults (Finn et al. 2017, 5w1s)."""
+  c = ml_collections.ConfigDict()
+  c.algorithm = "maml"      # a name of metalearn.algorithms.ALGORITHMS.
+  c.description = ""        # what this protocol is, for report headers.
+  # Data.
+  c.dataset = "vinyals"     # tfds | lake | vinyals | mamlpp (metalearn.data).
+  c.cache_dir = ""          # "" -> $METALEARN_CACHE_DIR or ~/.cache/metalearn.
+  c.omniglot_dir = ""       # "" -> $METALEARN_OMNIGLOT_DIR, TFDS, download.
+  c.rotate = True           # 90-degree rotations as new training classes.
+  c.n_way = 5
+  c.k_shot = 1
+  c.n_query = 1             # query images per class while training.
+  c.eval_n_query = 15       # query images per class for val/test tasks.
+  c.train_pool = 0          # >0: train on a fixed pool of this many tasks.
+  # Model.
+  c.filters = 64
+  c.adapt_norm = False      # adapt batch-norm affines in the inner loop.
+  # Inner loop.
+  c.inner_steps = 1
+  c.inner_lr = 0.4
+  c.eval_inner_steps = 3
+  # MAML++ (used by algorithms with plus_plus; see metalearn.algorithms).
+  c.msl_epochs = 10         # multi-step loss annealing, in epochs.
+  c.first_order_epochs = 0  # derivative-order annealing (second order only).
+  # Outer loop.
+  c.meta_batch_size = 32
+  c.meta_steps = 60_000
+  c.steps_per_epoch = 500
+  c.outer_lr = 1e-3
+  c.lr_schedule = "constant"  # constant | cosine
+  c.outer_lr_min = 1e-5
+  # Loop, evaluation, checkpoints.
+  c.steps_per_call = 50
+  c.eval_every = 5_000      # validation (best checkpoint); 0: none.
+  c.val_tasks = 200
+  c.test_tasks = 600
+  c.eval_chunk_size = 100   # test tasks per compiled evaluation call.
+  c.checkpoint_every = 5_000
+  c.seed = 0
+  c.max_train_seconds = 0.0  # >0: stop training after this many seconds.
+  # Speed and memory (docs/performance.md).
+  c.remat = False
+  c.unroll = True
+  c.batching = "vmap"       # vmap | map (lax.map: less memory)
+  c.conv_impl = "auto"      # auto | xla | matmul (auto: matmul on CPU)
+  c.compute_dtype = "float32"  # float32 | bfloat16 (float32 parameters)
+  c.progress = True
+  return c
+
+
+def _setting(table: dict, setting: str):
+  if setting not in table:
+    raise ValueError(f"config setting {setting!r} is unknown; valid: "
+                     f"{', '.join(table)}.")
+  return table[setting]
+
+
+def maml(setting: str = "5w1s", algorithm: str = "maml"
+        ) -> ml_collections.ConfigDict:
+  """Finn et al. 2017's Omniglot setting for MAML (or FOMAML)."""
+  c = base()
+  c.algorithm = algorithms.get(algorithm).name
+  (c.n_way, c.k_shot, c.meta_batch_size, c.inner_steps, c.inner_lr,
+   c.eval_inner_steps) = _setting(MAML_SETTINGS, setting)
+  c.n_query = c.k_shot
+  return c
+
+
+def mamlpp(setting: str = "5w1s", algorithm: str = "mamlpp"
+          ) -> ml_collections.ConfigDict:
+  """Antoniou et al. 2019's Omniglot setting for MAML++.
+
+  100 epochs of 500 meta-steps, meta-batch 8, 5 inner steps with learned
+  rates starting at 0.1, multi-step loss over 10 epochs, first order for
+  the first 50 (second-order algorithms), cosine outer rate 1e-3 -> 1e-5,
+  the 1150/50/423 split.
+  """
+  c = base()
+  c.algorithm = algorithms.get(algorithm).name
+  c.dataset = "mamlpp"
+  c.n_way, c.k_shot = _setting(MAMLPP_SETTINGS, setting)
+  c.n_query = c.k_shot
+  c.meta_batch_size = 8
+  c.inner_steps = c.eval_inner_steps = 5
+  c.inner_lr = 0.1
+  c.msl_epochs = 10
+  c.first_order_epochs = 50
+  c.steps_per_epoch = 500
+  c.meta_steps = 100 * 500
+  c.lr_schedule = "cosine"
+  c.outer_lr, c.outer_lr_min = 1e-3, 1e-5
+  c.eval_every = c.checkpoint_every = 2_500
+  return c
+
+
+def differences(config: ml_collections.ConfigDict,
+                reference: ml_collections.ConfigDict) -> list[str]:
+  """``field reference -> value`` for every field that differs."""
+  ref = reference.to_dict()
+  return [f"{k} {ref.get(k)!r} -> {v!r}" for k, v in config.to_dict().items()
+          if k not in ("description", "algorithm") and ref.get(k) != v]

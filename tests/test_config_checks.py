@@ -1,0 +1,95 @@
+"""Config validation: random bad values never pass silently."""
+
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
+import ml_collections
+import pytest
+
+from metalearn import config_checks
+from metalearn import configs
+
+# field -> smallest valid integer.
+INT_FIELDS = {
+    "n_way": 2, "k_shot": 1, "n_query": 1, "eval_n_query": 1,
+    "inner_steps": 1, "eval_inner_steps": 1, "meta_batch_size": 1,
+    "meta_steps": 1, "steps_per_call": 1, "steps_per_epoch": 1, "filters": 1,
+    "test_tasks": 1, "eval_chunk_size": 1, "msl_epochs": 0,
+    "first_order_epochs": 0, "eval_every": 0, "checkpoint_every": 0,
+    "val_tasks": 0, "train_pool": 0, "seed": 0,
+}
+POSITIVE_FIELDS = ("inner_lr", "outer_lr")
+CHOICE_FIELDS = ("algorithm", "dataset", "lr_schedule", "batching",
+                 "conv_impl", "compute_dtype")
+NOT_AN_INT = st.one_of(st.floats(allow_nan=True), st.text(max_size=5),
+                       st.none())
+
+
+def loose_config():
+  """The defaults without ConfigDict's type safety, as a config file that
+  sets a field to a value of another type would give."""
+  return ml_collections.ConfigDict(configs.base().to_dict(), type_safe=False)
+
+
+def rejects(field, value):
+  config = loose_config()
+  config[field] = value
+  with pytest.raises(ValueError, match=f"config.{field}="):
+    config_checks.validate_config(config)
+
+
+def test_the_defaults_and_every_paper_config_pass():
+  config_checks.validate_config(configs.base())
+  for setting in configs.MAML_SETTINGS:
+    config_checks.validate_config(configs.maml(setting))
+    config_checks.validate_config(configs.mamlpp(setting))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(sorted(INT_FIELDS)), st.integers(max_value=-1))
+def test_integers_below_the_range(field, below):
+  rejects(field, INT_FIELDS[field] + below)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(sorted(INT_FIELDS)), NOT_AN_INT)
+def test_non_integers(field, value):
+  rejects(field, value)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(POSITIVE_FIELDS),
+       st.one_of(st.floats(max_value=0.0), st.just(float("nan")),
+                 st.text(max_size=3)))
+def test_rates_must_be_positive_numbers(field, value):
+  rejects(field, value)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(CHOICE_FIELDS), st.text(max_size=12))
+def test_choices_outside_their_set(field, value):
+  config = configs.base()
+  valid = {"algorithm": ("maml", "fomaml", "mamlpp", "mamlpp_first_order",
+                         "anil"),
+           "dataset": ("tfds", "lake", "vinyals", "mamlpp"),
+           "lr_schedule": ("constant", "cosine"),
+           "batching": ("vmap", "map"),
+           "conv_impl": ("auto", "xla", "matmul"),
+           "compute_dtype": ("float32", "bfloat16")}[field]
+  if value in valid:
+    config[field] = value
+    config_checks.validate_config(config)
+  else:
+    rejects(field, value)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 19), st.integers(1, 40))
+def test_shots_plus_queries_fit_the_drawings(k_shot, n_query):
+  config = configs.base()
+  config.k_shot, config.n_query, config.eval_n_query = k_shot, n_query, 1
+  if k_shot + n_query > config_checks.MAX_DRAWINGS:
+    with pytest.raises(ValueError, match="config.n_query="):
+      config_checks.validate_config(config)
+  else:
+    config_checks.validate_config(config)
