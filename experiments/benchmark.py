@@ -12,8 +12,9 @@ runs the whole GPU grid):
       --modes=plain,tuned,tuned+unroll,tuned+remat --output_dir=$OUT
 
 Modes are ``plain`` or ``tuned`` with ``+``-joined knobs (``unroll``,
-``remat``, ``bf16``, ``shard``, ``map``, ``mm``, ``xla``, ``everyq``, ``spcN``); see
-``metalearn.benchmark.parse_mode``. ``+shard`` splits the tasks over every
+``remat``, ``bf16``, ``shard``, ``map``, ``mm``, ``xla``, ``everyq``,
+``spcN``); see ``metalearn.benchmark.parse_mode``. Algorithms are the names
+in ``metalearn.algorithms``. ``+shard`` splits the tasks over every
 device (simulate 4 on a CPU with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=4``). Every ``speedup`` is
 tasks/s over the ``plain`` row of the same workload in the same run. Writes
@@ -29,26 +30,31 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
+from metalearn import algorithms
 from metalearn import benchmark
 
-_ALGORITHMS = flags.DEFINE_list("algorithms", ["maml"],
-                                f"Any of {', '.join(benchmark.ALGORITHMS)}.")
-_META_BATCH = flags.DEFINE_list("meta_batch_sizes", ["4"],
-                                "Tasks per meta-step.")
-_N_WAYS = flags.DEFINE_list("n_ways", ["5"], "Classes per task.")
-_K_SHOTS = flags.DEFINE_list("k_shots", ["1"], "Support examples per class.")
-_N_QUERIES = flags.DEFINE_list("n_queries", ["15"],
-                               "Query examples per class.")
+_ALGORITHMS = flags.DEFINE_list(
+    "algorithms", ["maml"], f"Any of {', '.join(algorithms.ALGORITHMS)}.")
+_META_BATCH_SIZES = flags.DEFINE_list("meta_batch_sizes", ["4"],
+                                      "Tasks per meta-step.")
+_N_WAY = flags.DEFINE_list("n_way", ["5"], "Classes per task.")
+_K_SHOT = flags.DEFINE_list("k_shot", ["1"], "Support examples per class.")
+_N_QUERY = flags.DEFINE_list("n_query", ["15"], "Query examples per class.")
 _INNER_STEPS = flags.DEFINE_list("inner_steps", ["1"], "Inner SGD steps.")
 _FILTERS = flags.DEFINE_integer("filters", 16,
                                 "Conv-4 channels (64 is Omniglot-sized).")
 _NUM_BLOCKS = flags.DEFINE_integer("num_blocks", 4,
                                    "Conv blocks (fewer: faster to compile).")
+_MSL_EPOCHS = flags.DEFINE_integer(
+    "msl_epochs", 10, "Epochs over which MAML++'s multi-step loss anneals.")
+_STEPS_PER_EPOCH = flags.DEFINE_integer(
+    "steps_per_epoch", 500, "Meta-steps per epoch of that schedule.")
 _MODES = flags.DEFINE_list("modes", ["plain", "tuned"],
                            "plain, tuned, tuned+remat, tuned+spc4, ...")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Meta-steps before timing.")
 _CHUNKS = flags.DEFINE_integer("chunks", 3, "Timed chunks per row.")
-_STEPS = flags.DEFINE_integer("steps_per_chunk", 2, "Meta-steps per chunk.")
+_STEPS_PER_CHUNK = flags.DEFINE_integer("steps_per_chunk", 2,
+                                        "Meta-steps per chunk.")
 _ISOLATE = flags.DEFINE_boolean(
     "isolate", True, "One process per row, so peak memory is the row's own.")
 _APPEND = flags.DEFINE_boolean("append", False,
@@ -62,11 +68,13 @@ def main(argv):
   del argv
   ints = lambda values: [int(v) for v in values]  # noqa: E731
   workloads = benchmark.grid(
-      _ALGORITHMS.value, ints(_META_BATCH.value), ints(_N_WAYS.value),
-      ints(_K_SHOTS.value), ints(_N_QUERIES.value), ints(_INNER_STEPS.value),
-      filters=_FILTERS.value, num_blocks=_NUM_BLOCKS.value)
+      _ALGORITHMS.value, ints(_META_BATCH_SIZES.value), ints(_N_WAY.value),
+      ints(_K_SHOT.value), ints(_N_QUERY.value), ints(_INNER_STEPS.value),
+      filters=_FILTERS.value, num_blocks=_NUM_BLOCKS.value,
+      msl_epochs=_MSL_EPOCHS.value, steps_per_epoch=_STEPS_PER_EPOCH.value)
   modes = [benchmark.parse_mode(m) for m in _MODES.value]
-  timing = benchmark.Timing(_WARMUP.value, _CHUNKS.value, _STEPS.value)
+  timing = benchmark.Timing(_WARMUP.value, _CHUNKS.value,
+                             _STEPS_PER_CHUNK.value)
   rows = benchmark.run_grid(workloads, modes, timing, isolate=_ISOLATE.value,
                             seed=_SEED.value, log=print)
   print(benchmark.write_results(rows, _OUTPUT_DIR.value,

@@ -6,8 +6,8 @@ Python ``for`` loop (unrolled), float32, one meta-step per dispatch (plus one
 dispatch to sample the tasks), no remat, no donation. It computes what a
 straightforward implementation of each algorithm computes: MAML and FOMAML
 run the query set once, after the last inner step; MAML++ runs it after
-every step for its multi-step loss. Written independently of
-:func:`metalearn.core.adapt`, so the two check each other.
+every step for its multi-step loss; ANIL adapts the head alone. Written
+independently of :func:`metalearn.core.adapt`, so the two check each other.
 """
 
 from typing import Callable, NamedTuple, Optional
@@ -26,8 +26,9 @@ class Problem(NamedTuple):
   Attributes:
     apply_fn: the model's ``apply(params, x[, step])``.
     params: initial parameters.
-    inner_lrs: ``[num_steps]`` rate per leaf.
-    weights_fn: ``meta_step -> [num_steps]`` multi-step loss weights, or
+    inner_lrs: ``[inner_steps]`` rate per leaf; ``None`` for a leaf the inner
+      loop does not adapt (ANIL's body).
+    weights_fn: ``meta_step -> [inner_steps]`` multi-step loss weights, or
       ``None``: the last step's query loss alone (MAML, FOMAML).
     task_fn: ``task_fn(key, data) -> Task`` batch.
     data: what ``task_fn`` samples from.
@@ -46,8 +47,18 @@ class Problem(NamedTuple):
   step_aware: bool
 
 
+def _sgd(params, grads, lrs, s: int):
+  """One inner SGD step: ``w - lrs[s] * g`` per leaf.
+
+  ``lrs`` leaves are [inner_steps] rates, or ``None`` for a leaf that is not
+  adapted (returned unchanged).
+  """
+  return jax.tree.map(lambda a, w, g: w if a is None else w - a[s] * g,
+                      lrs, params, grads, is_leaf=lambda a: a is None)
+
+
 def make_plain_step(problem: Problem, optimizer: optax.GradientTransformation,
-                    num_steps: int):
+                    inner_steps: int):
   """The baseline as ``(sample, step)``, two separately jitted functions.
 
   ``sample(key, step, data) -> Task`` draws the batch from
@@ -61,9 +72,9 @@ def make_plain_step(problem: Problem, optimizer: optax.GradientTransformation,
         logits, labels).mean()
 
   def query_losses(params, lrs, task):
-    """[num_steps] query losses, or [1] (the last) without weights."""
+    """[inner_steps] query losses, or [1] (the last) without weights."""
     losses = []
-    for s in range(num_steps):
+    for s in range(inner_steps):
       if p.step_aware:
         f = lambda q, x, s=s: p.apply_fn(q, x, s)  # noqa: E731
       else:
@@ -72,9 +83,8 @@ def make_plain_step(problem: Problem, optimizer: optax.GradientTransformation,
       grads = jax.grad(loss)(params)
       if p.first_order:
         grads = jax.lax.stop_gradient(grads)
-      params = jax.tree.map(lambda w, g, a, s=s: w - a[s] * g, params, grads,
-                            lrs)
-      if p.weights_fn is not None or s == num_steps - 1:
+      params = _sgd(params, grads, lrs, s)
+      if p.weights_fn is not None or s == inner_steps - 1:
         losses.append(ce(f(params, task.query_x), task.query_y))
     return jnp.stack(losses)
 

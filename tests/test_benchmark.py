@@ -10,7 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from metalearn import algorithms
 from metalearn import benchmark
+from metalearn import schedules
 from tests.test_sharding import child_env
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,10 +39,34 @@ def test_parse_mode():
 
 
 def test_grid_and_bad_algorithm():
-  ws = benchmark.grid(["maml", "fomaml"], [8, 32], inner_steps=[1, 5])
+  ws = benchmark.grid(["maml", "fomaml"], [8, 32], inner_steps=[1, 5],
+                      filters=8, steps_per_epoch=3)
   assert len(ws) == 8 and {w.meta_batch_size for w in ws} == {8, 32}
+  assert {(w.filters, w.steps_per_epoch, w.msl_epochs) for w in ws} == {
+      (8, 3, benchmark.Workload().msl_epochs)}
   with pytest.raises(ValueError, match="algorithm"):
     benchmark.grid(["reptile"], [8])
+
+
+@pytest.mark.parametrize("name", sorted(algorithms.ALGORITHMS))
+def test_problem_follows_the_algorithm_table(name):
+  alg = algorithms.get(name)
+  w = _TINY._replace(algorithm=name, msl_epochs=1, steps_per_epoch=2)
+  p = benchmark.make_problem(w)
+  assert (p.first_order, p.learn_inner_lrs, p.step_aware) == (
+      alg.first_order, alg.learn_inner_lrs, alg.per_step_bn)
+  # Only ANIL's body is frozen in the inner loop.
+  assert (p.inner_lrs["conv0"]["kernel"] is None) == alg.head_only
+  assert p.inner_lrs["head"]["kernel"].shape == (2,)
+  if not alg.multi_step_loss:
+    assert p.weights_fn is None
+    return
+  # The shared schedule, in whole epochs of steps_per_epoch meta-steps.
+  for step in (0, 1, 2, 5):
+    np.testing.assert_allclose(
+        p.weights_fn(step), schedules.msl_weights_fn(2, 1, 2)(step))
+  np.testing.assert_allclose(p.weights_fn(1), [0.5, 0.5])
+  np.testing.assert_allclose(p.weights_fn(2), [0.0, 1.0])
 
 
 def test_synthetic_tasks_have_omniglot_shape():
@@ -96,6 +122,16 @@ def test_maml_rows_agree_across_implementations():
     assert r.final_loss == pytest.approx(rows[0].final_loss, rel=1e-4)
 
 
+def test_anil_rows_agree_across_implementations():
+  # ANIL: only the head adapts (None rates elsewhere) in both implementations.
+  anil = _TINY._replace(algorithm="anil")
+  plain, tuned = benchmark.run_grid(
+      [anil], [benchmark.parse_mode("plain"), benchmark.parse_mode("tuned")],
+      benchmark.Timing(1, 1, 1))
+  assert plain.error is None and tuned.error is None
+  assert plain.final_loss == pytest.approx(tuned.final_loss, rel=1e-4)
+
+
 def test_write_results(tiny_rows, tmp_path):
   table = benchmark.write_results(tiny_rows, str(tmp_path))
   lines = (tmp_path / "results.jsonl").read_text().splitlines()
@@ -122,8 +158,8 @@ def test_failure_becomes_an_error_row():
 def test_binary_reports_scaling_over_four_devices(tmp_path):
   out = tmp_path / "bench"
   cmd = [sys.executable, os.path.join(_ROOT, "experiments", "benchmark.py"),
-         "--algorithms=fomaml", "--meta_batch_sizes=4", "--n_ways=3",
-         "--n_queries=2", "--filters=2", "--num_blocks=1",
+         "--algorithms=fomaml", "--meta_batch_sizes=4", "--n_way=3",
+         "--n_query=2", "--filters=2", "--num_blocks=1",
          "--modes=tuned,tuned+shard", "--warmup=1", "--chunks=1",
          "--steps_per_chunk=1", f"--output_dir={out}"]  # isolated rows
   proc = subprocess.run(cmd, env=child_env(4), capture_output=True, text=True,

@@ -1,0 +1,52 @@
+"""Meta-step throughput, compile time and memory: a plain baseline vs tuned.
+
+Each row times one algorithm of :mod:`metalearn.algorithms` (``maml``,
+``fomaml``, ``mamlpp`` = multi-step loss + learned per-step per-layer rates
++ per-step batch norm, ``mamlpp_first_order``, ``anil``) on Omniglot-shaped
+synthetic tasks (28x28x1, conv-4) sampled on the device, run one of two ways:
+
+* ``plain``: :mod:`metalearn.baseline`, a deliberately straightforward
+  implementation (``jit`` + ``vmap`` over tasks, Python-loop inner loop,
+  float32, XLA convolutions, one meta-step per dispatch, no remat, no
+  donation) that shares no code with :mod:`metalearn.core`.
+* ``tuned``: :func:`metalearn.step.make_meta_step` (``lax.scan`` over inner
+  steps, sampling inside the step, donation; MAML/FOMAML run the query set
+  once, after the last step) with the knobs of a mode spec
+  ``tuned[+unroll][+remat][+bf16][+shard][+map][+mm|+xla][+everyq][+spcN]``:
+  unroll the scan, ``jax.checkpoint`` each inner step, bfloat16 compute
+  (float32 master weights), split tasks over all devices, ``lax.map`` over
+  tasks, shifted-matmul or XLA convolutions (default: the model's ``auto``),
+  query set after every step, N meta-steps per dispatch.
+
+Both compute the same function (the same query losses, tasks and Adam
+update), so ``speedup`` (tasks/s over the ``plain`` row of the same workload,
+measured in the same run) compares implementations, not arithmetic. The
+meta-step is the algorithm's own (a second-order MAML++ step stays second
+order: derivative-order annealing is a training schedule, not timed here).
+Memory: ``xla_temp_bytes`` is XLA's scratch for the step program per device
+(exact per row); ``peak_bytes`` is the runtime peak,
+``device_peak_bytes_in_use`` on GPU or the process's peak RSS on CPU
+(``process_peak_rss``): both are peaks over the life of a process, so run
+rows with ``isolate=True`` (one process each) to attribute them.
+
+Modules: :mod:`~metalearn.benchmark.workloads` (what and how: workloads,
+modes, synthetic data), :mod:`~metalearn.benchmark.measure` (compile, time,
+run a grid), :mod:`~metalearn.benchmark.results` (rows, speedups, tables,
+files).
+"""
+
+from metalearn.benchmark.measure import Timing
+from metalearn.benchmark.measure import measure
+from metalearn.benchmark.measure import run_grid
+from metalearn.benchmark.results import Row
+from metalearn.benchmark.results import markdown_table
+from metalearn.benchmark.results import read_results
+from metalearn.benchmark.results import with_speedups
+from metalearn.benchmark.results import write_results
+from metalearn.benchmark.workloads import Mode
+from metalearn.benchmark.workloads import Workload
+from metalearn.benchmark.workloads import grid
+from metalearn.benchmark.workloads import make_problem
+from metalearn.benchmark.workloads import parse_mode
+from metalearn.benchmark.workloads import synthetic_dataset
+from metalearn.benchmark.workloads import synthetic_task_fn

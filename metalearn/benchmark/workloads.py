@@ -1,0 +1,196 @@
+"""What a benchmark row computes (workload) and how (mode), and its inputs.
+
+A :class:`Workload` names an algorithm of :mod:`metalearn.algorithms` and
+the task and model sizes; :func:`make_problem` turns it into the model,
+inner rates, multi-step-loss weights and synthetic Omniglot-shaped data that
+both implementations (:mod:`metalearn.baseline` and the tuned library step)
+compute on. A :class:`Mode` is parsed from a spec string by
+:func:`parse_mode`.
+"""
+
+import functools
+import itertools
+from typing import Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metalearn import algorithms as algorithm_table
+from metalearn import schedules
+from metalearn.baseline import Problem
+from metalearn.core import fixed_inner_lrs
+from metalearn.data import episodes
+from metalearn.models import conv4
+from metalearn.types import Array, Task
+
+INNER_LR = 0.1
+OUTER_LR = 1e-3
+# ANIL (head_only): only the classifier head adapts in the inner loop.
+_BODY = ("conv", "norm")
+
+
+class Workload(NamedTuple):
+  """What is computed: algorithm, task shape, model size, MSL schedule.
+
+  Attributes:
+    algorithm: a name in :data:`metalearn.algorithms.ALGORITHMS`.
+    meta_batch_size: tasks per meta-step.
+    n_way: classes per task.
+    k_shot: support examples per class.
+    n_query: query examples per class.
+    inner_steps: inner SGD steps.
+    filters: channels of every conv layer.
+    num_blocks: conv blocks (fewer: faster to compile).
+    image_size: height and width of the square images.
+    msl_epochs: epochs over which MAML++'s multi-step loss is annealed.
+    steps_per_epoch: meta-steps per epoch of that schedule.
+  """
+  algorithm: str = "maml"
+  meta_batch_size: int = 4
+  n_way: int = 5
+  k_shot: int = 1
+  n_query: int = 15
+  inner_steps: int = 1
+  filters: int = 64
+  num_blocks: int = 4
+  image_size: int = 28
+  msl_epochs: int = 10
+  steps_per_epoch: int = 500
+
+
+class Mode(NamedTuple):
+  """How it is computed; built from a spec string by :func:`parse_mode`."""
+  spec: str = "plain"
+  unroll: bool = False
+  remat: bool = False
+  bf16: bool = False
+  shard: bool = False
+  map: bool = False
+  every_query: bool = False
+  conv: str = "auto"
+  steps_per_call: int = 1
+
+  @property
+  def plain(self) -> bool:
+    return self.spec == "plain"
+
+
+def _apply_knob(mode: Mode, knob: str, spec: str) -> Mode:
+  """``mode`` with one ``+``-joined knob of ``spec`` switched on."""
+  if knob in ("unroll", "remat", "bf16", "shard", "map"):
+    return mode._replace(**{knob: True})
+  if knob == "everyq":
+    return mode._replace(every_query=True)
+  if knob in ("mm", "xla"):
+    return mode._replace(conv="matmul" if knob == "mm" else "xla")
+  if knob.startswith("spc") and knob[3:].isdigit() and int(knob[3:]) > 0:
+    return mode._replace(steps_per_call=int(knob[3:]))
+  raise ValueError(f"mode {spec!r}: unknown knob {knob!r}.")
+
+
+def parse_mode(spec: str) -> Mode:
+  """``plain`` or ``tuned`` plus knobs, e.g. ``tuned+remat+spc4``.
+
+  Knobs: ``unroll`` (unroll the inner ``lax.scan``), ``remat``
+  (``jax.checkpoint`` per inner step), ``bf16`` (bfloat16 compute), ``shard``
+  (split tasks over all devices), ``map`` (``lax.map`` over tasks instead of
+  ``vmap``), ``mm`` / ``xla`` (shifted-matmul / XLA convolutions instead of
+  the model's ``auto`` choice), ``everyq`` (MAML/FOMAML run the query set
+  after every inner step, weighted one-hot, as before the library skipped
+  it: measures that lever), ``spcN`` (N meta-steps per call).
+
+  Raises:
+    ValueError: naming the mode, for an unknown head or knob.
+  """
+  head, *knobs = spec.strip().split("+")
+  if head == "plain" and not knobs:
+    return Mode("plain", unroll=True, conv="xla")
+  if head != "tuned":
+    raise ValueError(f"mode {spec!r}: expected 'plain' or 'tuned[+knob...]' "
+                     "with knobs unroll, remat, bf16, shard, map, mm, xla, "
+                     "everyq, spcN.")
+  mode = Mode(spec.strip())
+  for knob in knobs:
+    mode = _apply_knob(mode, knob, spec)
+  return mode
+
+
+def grid(algorithms: Sequence[str], meta_batch_sizes: Sequence[int],
+         n_way: Sequence[int] = (5,), k_shot: Sequence[int] = (1,),
+         n_query: Sequence[int] = (15,), inner_steps: Sequence[int] = (1,),
+         **fixed) -> list[Workload]:
+  """Every combination of the given values, as workloads.
+
+  Args:
+    algorithms: names in :data:`metalearn.algorithms.ALGORITHMS`.
+    meta_batch_sizes, n_way, k_shot, n_query, inner_steps: values of the
+      :class:`Workload` field of that name.
+    **fixed: other :class:`Workload` fields, one value each (``filters``,
+      ``num_blocks``, ``image_size``, ``msl_epochs``, ``steps_per_epoch``).
+
+  Raises:
+    ValueError: for an unknown algorithm name.
+  """
+  for name in algorithms:
+    algorithm_table.get(name)
+  return [Workload(a, t, n, k, q, s)._replace(**fixed)
+          for a, t, n, k, q, s in itertools.product(
+              algorithms, meta_batch_sizes, n_way, k_shot, n_query,
+              inner_steps)]
+
+
+def synthetic_dataset(seed: int = 0, *, num_classes: int = 100,
+                      samples_per_class: int = 20,
+                      image_size: int = 28) -> Array:
+  """Random binary uint8 images shaped like the Omniglot cache: [C, 20, H, W].
+
+  Drawn with NumPy and copied to the device once, like the real cache; tasks
+  are then sampled from it on the device.
+  """
+  shape = (num_classes, samples_per_class, image_size, image_size)
+  rng = np.random.default_rng(seed)
+  return jnp.asarray(rng.integers(0, 2, shape, dtype=np.uint8))
+
+
+def synthetic_task_fn(n_way: int, k_shot: int, n_query: int,
+                      meta_batch_size: int) -> Callable[[Array, Array], Task]:
+  """``task_fn(key, data) -> Task`` batch via the library's on-device sampler
+  (:func:`metalearn.data.episodes.sample_tasks`): support_x
+  [meta_batch_size, n_way * k_shot, H, W, 1], query_x
+  [meta_batch_size, n_way * n_query, H, W, 1]."""
+  return functools.partial(episodes.sample_tasks, n_way=n_way, k_shot=k_shot,
+                           n_query=n_query, batch_size=meta_batch_size)
+
+
+def make_problem(w: Workload, seed: int = 0,
+                 conv_impl: str = "auto") -> Problem:
+  """Builds the model, rates, weights and synthetic data of one workload.
+
+  What the algorithm sets comes from :func:`metalearn.algorithms.get`:
+  without a multi-step loss there are no step weights (the last step's query
+  loss alone); with one, the weights of
+  :func:`metalearn.schedules.msl_weights_fn`. MAML++ also gets per-step
+  batch norm and learned rates; ANIL adapts the head alone.
+
+  Raises:
+    ValueError: for an unknown algorithm name.
+  """
+  alg = algorithm_table.get(w.algorithm)
+  n = w.inner_steps
+  model = conv4(w.n_way, input_shape=(w.image_size, w.image_size, 1),
+                filters=w.filters, num_blocks=w.num_blocks,
+                bn_steps=n if alg.per_step_bn else 0, conv_impl=conv_impl)
+  frozen = _BODY if alg.head_only else ()
+  # Under jit: one compile instead of one per eager op.
+  params = jax.jit(model.init)(jax.random.key(seed))
+  inner_lrs = jax.jit(lambda p: fixed_inner_lrs(
+      p, INNER_LR, n, frozen=frozen))(params)
+  weights_fn = None
+  if alg.multi_step_loss:
+    weights_fn = schedules.msl_weights_fn(n, w.msl_epochs, w.steps_per_epoch)
+  return Problem(
+      model.apply, params, inner_lrs, weights_fn,
+      synthetic_task_fn(w.n_way, w.k_shot, w.n_query, w.meta_batch_size),
+      synthetic_dataset(seed, image_size=w.image_size), alg.first_order,
+      learn_inner_lrs=alg.learn_inner_lrs, step_aware=model.step_aware)
