@@ -1,29 +1,47 @@
-"""Every notebook runs top to bottom at the small size (the committed one).
+"""The tutorial notebooks: paired with their sources, and run top to bottom.
 
-Each notebook is executed with nbclient in a fresh ``python3`` kernel of this
-interpreter (ipykernel's kernelspec in the venv, or its built-in fallback),
-with ``notebooks/`` as working directory and the repository root on
-``PYTHONPATH``, so ``import metalearn`` works without installing it. Kernels
-share this suite's persistent JAX compilation cache (tests/conftest.py).
-Slow by the standard of this suite: about a minute per notebook on an idle
-2-core CPU.
+Each notebook's source is a jupytext percent file, ``notebooks/<name>.py``,
+paired with ``notebooks/<name>.ipynb`` (committed without outputs). After
+editing the ``.py``, regenerate the notebook with
+``jupytext --to ipynb notebooks/<name>.py``.
+
+Each notebook is executed at the small size (the committed one) with
+nbclient in a fresh ``python3`` kernel of this interpreter (ipykernel's
+kernelspec in the venv, or its built-in fallback), with ``notebooks/`` as
+working directory and the repository root on ``PYTHONPATH``, so
+``import metalearn`` works without installing it. Kernels share this suite's
+persistent JAX compilation cache (tests/conftest.py). Slow by the standard
+of this suite: one to two minutes per notebook on an idle 2-core CPU.
 """
 
 import os
 from pathlib import Path
+import re
 import sys
 
 import jax
 from jupyter_client.kernelspec import KernelSpecManager
+import jupytext
 import nbclient
 import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-NAMES = ("maml_on_omniglot.ipynb", "mamlpp_on_omniglot.ipynb",
-         "anil_adaptive_on_omniglot.ipynb")
+NAMES = ("maml_on_omniglot", "mamlpp_on_omniglot",
+         "anil_adaptive_on_omniglot")
 CELL_TIMEOUT_S = 900
+REPO = "https://github.com/metalearn-dev/metalearn"
+COLAB = ("https://colab.research.google.com/github/metalearn-dev/metalearn/"
+         "blob/main/notebooks/{}.ipynb")
+# Former names of the library's API; the notebooks use the current ones.
+RETIRED = (r"\bnum_steps\b", r"\bnum_iterations\b", r"\biters_per_epoch\b",
+           r"\bper_step_bn\s*=", r"\binner_adapt\b", r"metrics\.jsonl",
+           r"experiments\.configs", r"learn_inner_lrs\s*=")
+
+
+def cells(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
+  return [(c.cell_type, c.source) for c in nb.cells]
 
 
 def kernel_env() -> dict:
@@ -59,20 +77,46 @@ def test_python3_kernel_is_this_interpreter(monkeypatch):
   assert spec.argv[1:3] == ["-m", "ipykernel_launcher"], spec.argv
 
 
-def test_notebooks_are_built_and_have_no_outputs():
-  sys.path.insert(0, str(NOTEBOOKS))
-  try:
-    import build_notebooks  # pylint: disable=g-import-not-at-top
-  finally:
-    sys.path.remove(str(NOTEBOOKS))
-  assert tuple(build_notebooks.NOTEBOOKS) == NAMES
-  assert build_notebooks.main(["--check"]) == 0
-  for name in NAMES:
-    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert code[0].source.startswith("# The size of every run"), name
-    assert "SMALL = True" in code[0].source, name
-    assert all(not c.outputs and c.execution_count is None for c in code)
+def test_every_notebook_is_a_pair():
+  assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == sorted(NAMES)
+  assert sorted(p.stem for p in NOTEBOOKS.glob("*.py")) == sorted(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_matches_its_source(name):
+  nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+  nbformat.validate(nb)
+  source = jupytext.read(NOTEBOOKS / f"{name}.py")
+  assert cells(nb) == cells(source), (
+      f"notebooks/{name}.ipynb is out of date: run "
+      f"jupytext --to ipynb notebooks/{name}.py")
+  assert nb.metadata["jupytext"]["formats"] == "ipynb,py:percent"
+  assert nb.metadata["kernelspec"]["name"] == "python3"
+  code = [c for c in nb.cells if c.cell_type == "code"]
+  assert all(not c.outputs and c.execution_count is None for c in code)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_opens_on_colab_and_sizes_in_one_cell(name):
+  nb = jupytext.read(NOTEBOOKS / f"{name}.py")
+  intro = nb.cells[0]
+  assert intro.cell_type == "markdown"
+  assert f"]({COLAB.format(name)})" in intro.source, "no Open in Colab badge"
+  assert intro.source.count(REPO) == 1, "define the repository URL once"
+  code = [c.source for c in nb.cells if c.cell_type == "code"]
+  assert code[0].startswith("# The size of every run"), code[0]
+  assert re.search(r"^SMALL = True\b", code[0], re.M), code[0]
+  setup = code[1]
+  assert 'if "google.colab" in sys.modules:' in setup
+  assert f'"metalearn[data] @ git+{REPO}"' in setup
+  assert "ml.data.ensure_cache(" in setup
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_uses_current_api_names(name):
+  text = (NOTEBOOKS / f"{name}.py").read_text()
+  found = [p for p in RETIRED if re.search(p, text)]
+  assert not found, f"{name}.py uses retired names: {found}"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -80,10 +124,13 @@ def test_notebook_runs_at_small_size(name, omniglot_cache_dir, tmp_path):
   env = kernel_env()
   env["METALEARN_CACHE_DIR"] = str(omniglot_cache_dir)
   env["TMPDIR"] = str(tmp_path)  # the notebooks' run dirs go here
-  nb = execute(NOTEBOOKS / name, env)
+  before = {p: p.stat().st_mtime_ns for p in NOTEBOOKS.iterdir()}
+  nb = execute(NOTEBOOKS / f"{name}.ipynb", env)
   errors = [out for cell in nb.cells for out in cell.get("outputs", [])
             if out.output_type == "error"]
   assert not errors, errors
   images = [out for cell in nb.cells for out in cell.get("outputs", [])
             if "image/png" in out.get("data", {})]
   assert images, f"{name} drew no figure"
+  after = {p: p.stat().st_mtime_ns for p in NOTEBOOKS.iterdir()}
+  assert after == before, "the notebook wrote into notebooks/"
