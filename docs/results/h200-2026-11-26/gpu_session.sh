@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# One short GPU session (about 9 minutes): the issue-7 benchmark's key rows,
-# then MAML and MAML++ 5-way 1-shot trained under a time budget and tested on
-# 600 tasks. Prepare and run as in experiments/gpu_reproduce.sh (carry .cache
-# and .whl). Copies its few result files into $OUT after each phase, so a
-# run cut off by the time limit still returns what finished.
-# CPU dry run of the mechanics (numbers meaningless):
-#   OUT=/tmp/dry BENCH_SECONDS=60 TRAIN_SECONDS=5 BENCH_EXTRA="--filters=2 \
-#     --num_blocks=1 --warmup=1 --chunks=1 --steps_per_chunk=1" \
-#     TRAIN_EXTRA="--config.filters=4 --config.test_tasks=10 \
-#     --config.val_tasks=10 --config.batching=map" bash experiments/gpu_session.sh
+# Provenance record, not a script to run: the script that produced the other
+# files in this folder, on one NVIDIA H200 (jax 0.11.2, CUDA) on 2026-11-26,
+# from the code of commit 9627d70 plus the files committed next in 2be5c10.
+# It ran from the repository root as experiments/gpu_session.sh with
+#   BENCH_SECONDS=190 TRAIN_SECONDS=90 bash experiments/gpu_session.sh
+# Its flags are as of that commit and have since been renamed: benchmark
+# --n_ways/--k_shots/--n_queries -> --n_way/--k_shot/--n_query; config
+# fields num_steps -> meta_steps, iters_per_epoch -> steps_per_epoch. The
+# results are in docs/benchmarks.md ("H200, 2026-11-26").
+#
+# What it did (about 9 minutes): the benchmark's key rows (conv-4 with 64
+# filters, 5-way 1-shot, 15 query images per class, 5 inner steps), then
+# MAML and MAML++ 5-way 1-shot trained under a time budget and tested on 600
+# tasks. Had .cache and .whl beside it as experiments/gpu_reproduce.sh says; copied
+# its result files into $OUT after each phase, so that a run cut off by the
+# time limit still returned what finished.
 set -uo pipefail
 OUT="${OUT:-/tmp/metalearn-gpu}"; WORK=/tmp/metalearn-work
 mkdir -p "$OUT" "$WORK"
@@ -30,7 +36,7 @@ bench() {
   cp "$WORK/bench/results.md" "$WORK/bench/results.jsonl" "$OUT/" 2>/dev/null
 }
 start=$SECONDS
-# The issue's workload: 5 inner steps, meta-batch 32; plain is the baseline.
+# The workload: 5 inner steps, meta-batch 32; plain is the baseline.
 bench 110 --algorithms=maml,fomaml,mamlpp --meta_batch_sizes=32 \
   --inner_steps=5 --steps_per_chunk=5 --modes=plain,tuned
 left=$(( BENCH_SECONDS - (SECONDS - start) ))
