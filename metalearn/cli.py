@@ -14,41 +14,21 @@ that survives the process, one-line errors, clean stops.
   stopped and exits 128 + the signal number, as a shell does.
 """
 
-import os
 from pathlib import Path
 import sys
-from typing import Callable, Optional
+from typing import Callable
 
 from absl import flags
 from absl import logging
-import jax
 
 from metalearn import checkpoints
+from metalearn import compilation_cache
 from metalearn import trainer
-
-JAX_CACHE_DIR_ENV = "METALEARN_JAX_CACHE_DIR"
 
 _COMPILATION_CACHE = flags.DEFINE_bool(
     "compilation_cache", True,
     "Keep compiled programs in $METALEARN_JAX_CACHE_DIR (default "
     "~/.cache/metalearn/jax) so that reruns skip compiling.")
-
-
-def compilation_cache_dir() -> Path:
-  path = os.environ.get(JAX_CACHE_DIR_ENV)
-  return Path(path) if path else Path.home() / ".cache" / "metalearn" / "jax"
-
-
-def enable_compilation_cache(path: Optional[str | os.PathLike] = None
-                            ) -> Path:
-  """Turns on JAX's persistent compilation cache in ``path`` (default
-  :func:`compilation_cache_dir`); every compiled program is kept."""
-  path = Path(path) if path else compilation_cache_dir()
-  path.mkdir(parents=True, exist_ok=True)
-  jax.config.update("jax_compilation_cache_dir", str(path))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-  return path
 
 
 def _fail(message: str, code: int) -> None:
@@ -63,7 +43,7 @@ def run_main(main: Callable[[], None]) -> None:
     logging.set_verbosity(logging.WARNING)
   verbose = flags.FLAGS.verbosity >= 1
   if _COMPILATION_CACHE.value:
-    enable_compilation_cache()
+    compilation_cache.enable()
   try:
     main()
   except ValueError as e:

@@ -19,6 +19,7 @@ import ml_collections
 import numpy as np
 
 from metalearn import algorithms
+from metalearn import compilation_cache
 from metalearn import config_checks
 from metalearn import profiling
 from metalearn import report
@@ -109,6 +110,8 @@ def run_algorithm(config: ml_collections.ConfigDict, name: str,
 
 def isolated_worker(request: dict) -> dict:
   """:func:`run_algorithm` in a fresh process (see ``profiling``)."""
+  if request.get("compilation_cache"):
+    compilation_cache.enable(request["compilation_cache"])
   config = ml_collections.ConfigDict(request["config"])
   return run_algorithm(config, request["name"], request["output_dir"],
                        isolated=True)._asdict()
@@ -121,7 +124,8 @@ def _run_one(config, name: str, output_dir, isolate: bool,
       return report.as_result(profiling.run_isolated(
           "metalearn.compare:isolated_worker",
           {"config": config.to_dict(), "name": name,
-           "output_dir": str(output_dir)}))
+           "output_dir": str(output_dir),
+           "compilation_cache": compilation_cache.current()}))
     return run_algorithm(config, name, output_dir)
   except Exception as e:  # pylint: disable=broad-except
     log(f"{name} failed:\n{traceback.format_exc()}")

@@ -124,8 +124,10 @@ def test_signal_saves_stops_and_resumes(tmp_path, omniglot_cache_dir,
 
 def _damage(step_dir: Path, how: str) -> None:
   """Flips 64 bytes in, or truncates, the largest array file of a step."""
-  files = [p for p in (step_dir / "state").rglob("*") if p.is_file()
-           and p.parent.name == "d" and p.stat().st_size > 128]
+  # The array data the restore reads: state/d/<hash> (orbax's merged
+  # OCDBT store; the per-process copies under ocdbt.process_0 are not read).
+  files = [p for p in (step_dir / "state").glob("d/*")
+           if p.stat().st_size > 128]
   target = max(files, key=lambda p: p.stat().st_size)
   data = bytearray(target.read_bytes())
   if how == "flip":

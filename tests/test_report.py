@@ -169,7 +169,7 @@ def test_error_rows():
   ratio = {r.name: r for r in report.ratios([ok, failed])}["fomaml"]
   assert ratio.speedup is None and ratio.accuracy_diff is None
   _, rows = report.writeup_rows([ok, failed])
-  assert rows[1][:4] == ["FOMAML", "error", "71.2%", "error"]
+  assert rows[1][:4] == ["FOMAML", "error", "71.19%", "error"]
   assert report.recommend([ok, failed])[0] == "maml"
 
 
@@ -212,11 +212,11 @@ def test_writeup_table_contents():
                       "MAML++"]
   assert by["MAML"] == {
       "algorithm": "MAML", "test acc: ours ± 95% CI": "80.0% ± 2.0",
-      "test acc: write-up": "74.2%", "ours higher?": "yes",
+      "test acc: write-up": "74.16%", "ours higher?": "yes",
       "train s: ours": "12.5", "compile s: ours": "4.5",
       "train s: write-up": "364.6", "peak memory: ours": "2.00 GB",
       "peak memory: write-up": "1.34 GB"}
-  assert by["FOMAML"]["test acc: write-up"] == "71.2%"
+  assert by["FOMAML"]["test acc: write-up"] == "71.19%"
   assert by["FOMAML"]["ours higher?"] == "no"
   assert by["FOMAML"]["train s: write-up"] == "126.5"
   assert by["FOMAML"]["peak memory: write-up"] == "0.88 GB"
@@ -230,7 +230,7 @@ def test_writeup_table_contents():
   assert by["MAML++"]["test acc: ours ± 95% CI"] == "not run here"
   console = report.writeup_table(ours)
   assert "estimated 77–82%, never run" in console
-  assert "| MAML | 80.0% ± 2.0 | 74.2% | yes | 12.5 | 4.5 | 364.6 |" in (
+  assert "| MAML | 80.0% ± 2.0 | 74.16% | yes | 12.5 | 4.5 | 364.6 |" in (
       report.writeup_table(ours, markdown=True))
 
 
@@ -250,7 +250,7 @@ def test_render_markdown_has_the_right_rows_and_sections():
   assert "| compile s | train s |" in md
   assert "## Ours vs the write-up (its own GPU and protocol)" in md
   assert writeup.CAPTION in md
-  assert "| FOMAML | 78.0% ± 2.0 | 71.2% | yes |" in md
+  assert "| FOMAML | 78.0% ± 2.0 | 71.19% | yes |" in md
   assert "| MAML++ | not run here | estimated 77–82%, never run |" in md
   assert "| fomaml | 3.00x |" in md  # against maml
   assert "| maml | 1.500 | 1.200 | 1.000 |" in md

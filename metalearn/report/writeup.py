@@ -87,7 +87,8 @@ def _theirs(p: Optional[Published]) -> list[str]:
     est = (f"estimated {100 * low:.0f}–{100 * high:.0f}%, never run"
            if p.estimate else "never run")
     return [est, "never run", "never run"]
-  return [text.pct(p.test_accuracy), text.num(p.train_s, ".1f"),
+  # The published figure as published (two decimals), not rounded to ours.
+  return [f"{100 * p.test_accuracy:.2f}%", text.num(p.train_s, ".1f"),
           f"{p.peak_memory_gb:.2f} GB" if finite(p.peak_memory_gb)
           else text.NA]
 

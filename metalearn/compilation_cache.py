@@ -1,0 +1,35 @@
+"""JAX's persistent compilation cache, where metalearn keeps it.
+
+Compiled programs are written to ``$METALEARN_JAX_CACHE_DIR`` (default
+``~/.cache/metalearn/jax``), so a second run of the same command, or a
+worker process of the comparison, loads them instead of compiling.
+"""
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import jax
+
+JAX_CACHE_DIR_ENV = "METALEARN_JAX_CACHE_DIR"
+
+
+def default_dir() -> Path:
+  path = os.environ.get(JAX_CACHE_DIR_ENV)
+  return Path(path) if path else Path.home() / ".cache" / "metalearn" / "jax"
+
+
+def enable(path: Optional[str | os.PathLike] = None) -> Path:
+  """Turns the cache on in ``path`` (default :func:`default_dir`); every
+  compiled program is kept, however fast it compiled."""
+  path = Path(path) if path else default_dir()
+  path.mkdir(parents=True, exist_ok=True)
+  jax.config.update("jax_compilation_cache_dir", str(path))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  return path
+
+
+def current() -> Optional[str]:
+  """The cache dir in use in this process, or None."""
+  return jax.config.jax_compilation_cache_dir or None
