@@ -17,8 +17,8 @@ write-up's 100, so that the 95% CIs can separate the algorithms.
 write-up's inner rate of 0.01 over 5 steps cannot learn in that budget, so it
 uses Finn et al.'s Omniglot hyperparameters instead: fresh tasks every
 meta-step from the 'vinyals' split with rotations, one inner step at 0.4
-(3 at test), conv-4 with 32 filters, meta-batch 8, 1 query image per class,
-and an outer rate of 0.003 annealed to 0.0001 over 1,200 meta-steps (the
+(3 at test), conv-4 with 24 filters, meta-batch 8, 1 query image per class,
+and an outer rate of 0.003 annealed to 0.0001 over 1,100 meta-steps (the
 papers' constant 0.001 learns too slowly at this size: docs/benchmarks.md);
 400 test tasks. With a single inner step MAML++'s multi-step loss is the
 last step's loss, so MAML++ here differs from MAML by its learned per-layer
@@ -62,12 +62,12 @@ def cpu():
   c.rotate = True
   c.n_query = 1
   c.train_pool = 0
-  c.filters = 32
+  c.filters = 24
   c.adapt_norm = False
   c.inner_steps, c.inner_lr, c.eval_inner_steps = 1, 0.4, 3
   c.outer_lr = 3e-3
   c.lr_schedule, c.outer_lr_min = "cosine", 1e-4
-  c.meta_steps = 1200
+  c.meta_steps = 1100
   c.steps_per_epoch = 100
   c.msl_epochs = 3
   c.steps_per_call = 50
