@@ -140,12 +140,14 @@ def _restore_step(manager: ocp.CheckpointManager, step: int,
 
 def _first_usable(manager, steps, template, kind):
   """(step, state, unusable steps before it); (None, None, all) if none."""
+  # Before the first read, not after a failure: an aborted read's late
+  # errors can arrive from another thread before the failure is handled.
+  orbax_noise.drop_loop_noise_from_now_on()
   bad = []
   for i, step in enumerate(steps):
     try:
       return step, _restore_step(manager, step, template), bad
     except Exception as e:  # pylint: disable=broad-except
-      orbax_noise.drop_loop_noise_from_now_on()
       reason = str(e) if isinstance(e, _Unusable) else orbax_noise.reason(e)
       bad.append((step, reason))
       then = (f"trying step {steps[i + 1]}" if i + 1 < len(steps)

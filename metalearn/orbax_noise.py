@@ -4,7 +4,7 @@ A restore that fails inside orbax leaves aborted read coroutines whose
 errors (and asyncio's "Event loop is closed") surface later as hundreds of
 lines of tracebacks. :func:`quiet` mutes orbax's loggers while a step is
 read, :func:`reason` turns an orbax/tensorstore error into one short line,
-and after the first failure the late noise is dropped process-wide.
+and from the first restore on the late noise is dropped process-wide.
 """
 
 import contextlib
@@ -64,10 +64,12 @@ def drop_loop_noise_from_now_on() -> None:
   """Silences the late errors of orbax reads aborted by a failed restore.
 
   When a restore fails, orbax's pending read coroutines are closed or
-  garbage-collected later and report through ``sys.unraisablehook`` (one
-  traceback each, often "Event loop is closed"). From the first failed
-  restore on, unraisable errors of orbax coroutines and "Event loop is
-  closed" errors are dropped; everything else still reaches the hooks.
+  garbage-collected later and report through ``sys.unraisablehook`` or a
+  thread's excepthook (one traceback each, often "Event loop is closed"),
+  sometimes before the failure itself is handled. Called before the first
+  restore: from then on, unraisable errors of orbax coroutines and "Event
+  loop is closed" errors are dropped; everything else still reaches the
+  hooks.
   """
   global _noise_filter_installed
   if _noise_filter_installed:
