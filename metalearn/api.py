@@ -28,8 +28,8 @@ from metalearn import algorithms
 from metalearn import core
 from metalearn import precision
 from metalearn import schedules
-from metalearn import sources
 from metalearn import step as step_lib
+from metalearn import task_sources
 from metalearn import trainer
 from metalearn.types import ApplyFn, PyTree, Task
 
@@ -95,17 +95,17 @@ def _renamed(old: str, new: str, value, current):
 def _check_arguments(inner_lr, outer_lr, inner_steps, meta_steps, first_order,
                      plus_plus, msl_epochs, first_order_epochs, seed,
                      steps_per_epoch, batching, compute_dtype, frozen) -> None:
-  sources.check_positive("inner_lr", inner_lr)
-  sources.check_positive("outer_lr", outer_lr)
-  sources.check_int("inner_steps", inner_steps, 1)
-  sources.check_int("meta_steps", meta_steps, 1)
-  sources.check_bool("first_order", first_order)
-  sources.check_bool("plus_plus", plus_plus)
-  sources.check_int("msl_epochs", msl_epochs, 1)
-  sources.check_int("first_order_epochs", first_order_epochs, 0)
-  sources.check_int("seed", seed, 0)
+  task_sources.check_positive("inner_lr", inner_lr)
+  task_sources.check_positive("outer_lr", outer_lr)
+  task_sources.check_int("inner_steps", inner_steps, 1)
+  task_sources.check_int("meta_steps", meta_steps, 1)
+  task_sources.check_bool("first_order", first_order)
+  task_sources.check_bool("plus_plus", plus_plus)
+  task_sources.check_int("msl_epochs", msl_epochs, 1)
+  task_sources.check_int("first_order_epochs", first_order_epochs, 0)
+  task_sources.check_int("seed", seed, 0)
   if steps_per_epoch is not None:
-    sources.check_int("steps_per_epoch", steps_per_epoch, 1)
+    task_sources.check_int("steps_per_epoch", steps_per_epoch, 1)
   if batching not in ("vmap", "map"):
     raise ValueError(f"batching must be 'vmap' or 'map'; got {batching!r}.")
   precision.check_compute_dtype("compute_dtype", compute_dtype)
@@ -142,7 +142,7 @@ def _inner_lrs(params: PyTree, inner_lr: float, inner_steps: int,
   return inner_lrs
 
 
-def _data_at(source: sources.Source):
+def _data_at(source: task_sources.Source):
   """meta_step -> the step's data: the pool/images, or the next batch."""
   if source.batches is None:
     return lambda _: source.data
@@ -152,12 +152,12 @@ def _data_at(source: sources.Source):
     if item is None:
       raise ValueError(f"tasks ran out after {step} batches; meta_steps "
                        "needs one per meta-step (pass a list to cycle).")
-    return sources.as_task_batch(item, "each item of tasks")
+    return task_sources.as_task_batch(item, "each item of tasks")
   return next_batch
 
 
 def train_maml(model,
-               tasks: sources.TaskSource,
+               tasks: task_sources.TaskSource,
                *,
                params: Optional[PyTree] = None,
                inner_lr: float = 0.01,
@@ -247,10 +247,11 @@ def train_maml(model,
                    steps_per_epoch, batching, compute_dtype, frozen)
   algorithm = algorithms.from_flags(first_order, plus_plus)
   init_key, task_key = jax.random.split(jax.random.key(seed))
-  source = sources.resolve_tasks(tasks, task_data, meta_batch_size, task_key)
-  apply_fn, params, step_aware = sources.resolve_model(
+  source = task_sources.resolve_tasks(tasks, task_data, meta_batch_size,
+                                      task_key)
+  apply_fn, params, step_aware = task_sources.resolve_model(
       model, params, source.example.support_x[0], init_key)
-  sources.check_logits(apply_fn, params, step_aware, source.example)
+  task_sources.check_logits(apply_fn, params, step_aware, source.example)
   apply_fn = precision.compute_in(apply_fn, compute_dtype)
   inner_lrs = _inner_lrs(params, inner_lr, inner_steps, frozen)
   epoch = (steps_per_epoch or source.steps_per_epoch

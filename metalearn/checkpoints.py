@@ -131,7 +131,8 @@ def _restore_step(manager: ocp.CheckpointManager, step: int,
       record = manager.restore(step, args=ocp.args.Composite(**{
           _SUMS: ocp.args.JsonRestore()}))[_SUMS]
     except Exception as e:  # pylint: disable=broad-except
-      raise _Unusable(f"{_SUMS} record unreadable: {orbax_noise.reason(e)}") from e
+      raise _Unusable(
+          f"{_SUMS} record unreadable: {orbax_noise.reason(e)}") from e
     state = manager.restore(step, args=ocp.args.Composite(**{
         _STATE: ocp.args.StandardRestore(_abstract(template))}))[_STATE]
   verify(state, record)
