@@ -101,6 +101,7 @@ import numpy as np
 import metalearn as ml
 from metalearn import configs
 from metalearn import evaluate
+from metalearn import experiment
 from metalearn import runs
 from metalearn import train
 
@@ -110,7 +111,7 @@ cache_dir = ml.data.ensure_cache(progress=True)  # Omniglot, built once
 # %% [markdown]
 # ## What adapts
 #
-# `metalearn.train.build_inner_lrs` gives each parameter tensor an
+# `metalearn.experiment.build_inner_lrs` gives each parameter tensor an
 # `[inner_steps]` rate, or `None` for a tensor the inner loop leaves alone
 # (batch-norm affines for both; the whole body for ANIL).
 
@@ -125,8 +126,8 @@ for config in (pp_config, anil_config):
 
 
 def adapted_leaves(config):
-  params = train.build_model(config).init(jax.random.key(0))
-  lrs = train.build_inner_lrs(config, params)
+  params = experiment.build_model(config).init(jax.random.key(0))
+  lrs = experiment.build_inner_lrs(config, params)
   flat = jax.tree_util.tree_leaves_with_path(lrs, is_leaf=lambda x: x is None)
   return {jax.tree_util.keystr(path): lr is not None for path, lr in flat}
 
