@@ -1,18 +1,14 @@
 """The one algorithm table: a name -> what it sets on the one code path.
 
 Every experiment (config, comparison, benchmark, report, ``train_maml``)
-reads the algorithms from here. An algorithm is data, not code:
-
-* ``first_order``: ``stop_gradient`` on every inner gradient (FOMAML).
-* ``plus_plus``: MAML++ (Antoniou et al. 2019): the multi-step loss annealed
-  over ``msl_epochs``, learned per-layer per-step inner rates, per-step
-  batch-norm affines, and, when second order, derivative-order annealing
-  (first order for the first ``first_order_epochs``).
-* ``head_only``: ANIL (Raghu et al. 2020): only the classifier head adapts
-  in the inner loop; the body gets no inner gradient.
+reads the algorithms from here. An algorithm is data, not code: each field
+below switches one thing on the shared inner loop (:mod:`metalearn.core`)
+and meta-step (:mod:`metalearn.step`); ``docs/algorithms.md`` tabulates them.
 """
 
 from typing import NamedTuple
+
+OUTER_RULES = ("meta_gradient", "reptile")
 
 
 class Algorithm(NamedTuple):
@@ -21,53 +17,72 @@ class Algorithm(NamedTuple):
   Attributes:
     name: the key used in configs, flags and results (``maml``).
     label: the name a reader knows (``first-order MAML++``).
-    first_order: drop the second-order terms of the meta-gradient.
-    plus_plus: MAML++'s multi-step loss, learned per-layer per-step inner
-      rates and per-step batch norm.
-    head_only: only the classifier head adapts in the inner loop (ANIL).
     summary: one line for reports.
+    first_order: ``stop_gradient`` on every inner gradient: the
+      meta-gradient drops its second-order terms.
+    multi_step_loss: MAML++'s query loss after every inner step, annealed
+      to the last step over ``msl_epochs``.
+    learn_inner_lrs: the outer optimizer learns the inner rates (MAML++'s
+      per-layer per-step rates, Meta-SGD's per-element ones).
+    per_element_lrs: one inner rate per parameter element (Meta-SGD), not
+      one per tensor.
+    per_step_bn: one batch-norm affine per inner step (MAML++).
+    anneals_order: first order for the first ``first_order_epochs``, then
+      second order (MAML++'s derivative-order annealing).
+    head_only: only the classifier head adapts in the inner loop (ANIL);
+      the body runs once per task and gets no inner gradient.
+    outer: ``meta_gradient`` (the outer optimizer follows the gradient of
+      the query loss after adaptation) or ``reptile`` (it moves the
+      initialisation towards the adapted weights, Nichol et al. 2018).
   """
   name: str
   label: str
-  first_order: bool
-  plus_plus: bool
-  head_only: bool
   summary: str
+  first_order: bool = False
+  multi_step_loss: bool = False
+  learn_inner_lrs: bool = False
+  per_element_lrs: bool = False
+  per_step_bn: bool = False
+  anneals_order: bool = False
+  head_only: bool = False
+  outer: str = "meta_gradient"
 
   @property
-  def learn_inner_lrs(self) -> bool:
-    return self.plus_plus
-
-  @property
-  def multi_step_loss(self) -> bool:
-    return self.plus_plus
-
-  @property
-  def per_step_bn(self) -> bool:
-    return self.plus_plus and not self.head_only
-
-  @property
-  def anneals_order(self) -> bool:
-    """Derivative-order annealing: only a second-order MAML++ has it."""
-    return self.plus_plus and not self.first_order
+  def plus_plus(self) -> bool:
+    """MAML++'s two defining parts: the multi-step loss and learned rates."""
+    return self.multi_step_loss and self.learn_inner_lrs
 
 
+_MAMLPP = dict(multi_step_loss=True, learn_inner_lrs=True, per_step_bn=True)
 ALGORITHMS = {a.name: a for a in (
-    Algorithm("maml", "MAML", False, False, False,
+    Algorithm("maml", "MAML",
               "second order: the meta-gradient flows back through every "
               "inner step (Finn et al. 2017)"),
-    Algorithm("fomaml", "FOMAML", True, False, False,
+    Algorithm("fomaml", "FOMAML",
               "first order: inner gradients are constants, so the "
-              "meta-gradient is the query gradient at the adapted weights"),
-    Algorithm("mamlpp", "MAML++", False, True, False,
+              "meta-gradient is the query gradient at the adapted weights",
+              first_order=True),
+    Algorithm("mamlpp", "MAML++",
               "MAML plus the multi-step loss, learned per-layer per-step "
               "inner rates, per-step batch norm and derivative-order "
-              "annealing (Antoniou et al. 2019)"),
-    Algorithm("mamlpp_first_order", "first-order MAML++", True, True, False,
-              "every MAML++ component with a first-order meta-gradient"),
-    Algorithm("anil", "ANIL", False, True, True,
+              "annealing (Antoniou et al. 2019)",
+              anneals_order=True, **_MAMLPP),
+    Algorithm("mamlpp_first_order", "first-order MAML++",
+              "every MAML++ component with a first-order meta-gradient",
+              first_order=True, **_MAMLPP),
+    Algorithm("anil", "ANIL",
               "only the head adapts in the inner loop, with MAML++'s "
-              "multi-step loss and learned rates (Raghu et al. 2020)"),
+              "multi-step loss and learned rates (Raghu et al. 2020)",
+              multi_step_loss=True, learn_inner_lrs=True, anneals_order=True,
+              head_only=True),
+    Algorithm("metasgd", "Meta-SGD",
+              "MAML with a learned inner rate for every parameter element "
+              "(Li et al. 2017)",
+              learn_inner_lrs=True, per_element_lrs=True),
+    Algorithm("reptile", "Reptile",
+              "no meta-gradient: the initialisation moves towards the "
+              "weights adapted to each task (Nichol et al. 2018)",
+              first_order=True, outer="reptile"),
 )}
 # The algorithms the comparison runs by default: the write-up's three and
 # first-order MAML++.
@@ -84,8 +99,8 @@ def get(name: str) -> Algorithm:
 
 def from_flags(first_order: bool, plus_plus: bool) -> Algorithm:
   """The algorithm that ``train_maml``'s two flags select."""
-  for a in ALGORITHMS.values():
-    if (a.first_order, a.plus_plus, a.head_only) == (
-        bool(first_order), bool(plus_plus), False):
+  for name in COMPARED:
+    a = ALGORITHMS[name]
+    if (a.first_order, a.plus_plus) == (bool(first_order), bool(plus_plus)):
       return a
   raise AssertionError("every flag pair has an algorithm")

@@ -1,6 +1,7 @@
-"""The one code path for MAML, FOMAML and MAML++.
+"""The one code path for MAML, FOMAML, MAML++, Meta-SGD, ANIL and Reptile.
 
-The algorithms differ only in data, never in code:
+The algorithms differ only in data, never in code (:mod:`metalearn.algorithms`
+names the settings):
 
 * ``first_order`` (static bool) wraps each inner gradient in ``stop_gradient``
   (FOMAML) or lets the meta-gradient flow through it (second-order MAML).
@@ -12,15 +13,19 @@ The algorithms differ only in data, never in code:
   leading ``[inner_steps]`` axis: fixed for MAML, meta-learned for MAML++ (LSLR),
   per-element for Meta-SGD, ``None`` for a leaf the inner loop never touches
   (ANIL's body): no inner gradient is computed for such a leaf.
+* ``objective`` (:mod:`metalearn.objectives`) is the loss of both loops and
+  the metric: cross-entropy and accuracy by default, mean squared error for
+  regression.
 """
 
 import functools
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import optax
-
+from metalearn import inner_lrs as inner_lrs_lib
+from metalearn import objectives
+from metalearn.objectives import CLASSIFICATION, Objective
 from metalearn.types import ApplyFn, Array, PyTree, StepMetrics, Task
 
 
@@ -28,15 +33,8 @@ def _is_none(x: Any) -> bool:
   return x is None
 
 
-def cross_entropy(logits: Array, labels: Array) -> Array:
-  """Mean softmax cross-entropy. logits [B, n_way], labels [B] -> scalar."""
-  return jnp.mean(
-      optax.softmax_cross_entropy_with_integer_labels(logits, labels))
-
-
-def accuracy(logits: Array, labels: Array) -> Array:
-  """Fraction of argmax hits. logits [B, n_way], labels [B] -> scalar."""
-  return jnp.mean(jnp.argmax(logits, axis=-1) == labels)
+cross_entropy = objectives.cross_entropy
+accuracy = objectives.accuracy
 
 
 def validate_inner_lrs(params: PyTree, inner_lrs: PyTree) -> int:
@@ -82,27 +80,30 @@ def validate_inner_lrs(params: PyTree, inner_lrs: PyTree) -> int:
   return inner_steps
 
 
-def validate_task(task: Task, *, batched: bool = False) -> None:
+def validate_task(task: Task, *, batched: bool = False,
+                  objective: Objective = CLASSIFICATION) -> None:
   """Static shape/dtype checks on a task (or a task batch); works under jit.
 
   Raises:
-    ValueError: naming the field when inputs and labels disagree on their
-      leading sizes or labels are not integers.
+    ValueError: naming the field when inputs and targets disagree on their
+      leading sizes, or a classification task's labels are not integers
+      [N] (targets of other objectives may have trailing axes).
   """
   lead = 2 if batched else 1
   for x_name, y_name in (("support_x", "support_y"), ("query_x", "query_y")):
     x, y = getattr(task, x_name), getattr(task, y_name)
-    if not jnp.issubdtype(jnp.result_type(y), jnp.integer):
-      raise ValueError(f"task.{y_name} must hold integer class labels; got "
-                       f"dtype {jnp.result_type(y)}.")
-    if jnp.ndim(y) != lead:
-      raise ValueError(f"task.{y_name} must have {lead} axis(es) "
-                       f"({'[T, N]' if batched else '[N]'}); got shape "
-                       f"{jnp.shape(y)}.")
-    if jnp.shape(x)[:lead] != jnp.shape(y):
+    if objective.integer_targets:
+      if not jnp.issubdtype(jnp.result_type(y), jnp.integer):
+        raise ValueError(f"task.{y_name} must hold integer class labels; "
+                         f"got dtype {jnp.result_type(y)}.")
+      if jnp.ndim(y) != lead:
+        raise ValueError(f"task.{y_name} must have {lead} axis(es) "
+                         f"({'[T, N]' if batched else '[N]'}); got shape "
+                         f"{jnp.shape(y)}.")
+    if jnp.shape(x)[:lead] != jnp.shape(y)[:lead]:
       raise ValueError(
           f"task.{x_name} and task.{y_name} disagree on their leading sizes: "
-          f"{jnp.shape(x)[:lead]} vs {jnp.shape(y)}.")
+          f"{jnp.shape(x)[:lead]} vs {jnp.shape(y)[:lead]}.")
 
 
 def _split_adapted(params: PyTree, inner_lrs: PyTree):
@@ -122,12 +123,14 @@ def adapt(apply_fn: ApplyFn,
           step_aware: bool = False,
           remat: bool = False,
           unroll: int | bool = 1,
-          query_every_step: bool = True) -> tuple[PyTree, StepMetrics]:
+          query_every_step: bool = True,
+          objective: Objective = CLASSIFICATION
+         ) -> tuple[PyTree, StepMetrics]:
   """Runs the inner loop on one task with ``lax.scan`` over the steps.
 
-  Each step takes one SGD step on the support cross-entropy with that step's
+  Each step takes one SGD step on the support loss with that step's
   learning rates, then (with ``query_every_step``) measures the query loss
-  and accuracy.
+  and metric.
 
   Args:
     apply_fn: ``apply_fn(params, x) -> logits [B, n_way]`` (or
@@ -148,14 +151,18 @@ def adapt(apply_fn: ApplyFn,
       multi-step loss, evaluation curves); ``False`` runs the query set once,
       after the last step: all that MAML's meta-loss needs, and with 15 query
       images per class against 1 support image, most of the work it saves.
+    objective: the loss of both loops and the metric
+      (:mod:`metalearn.objectives`; softmax cross-entropy and accuracy by
+      default).
 
   Returns:
     ``(adapted_params, StepMetrics(loss [Q], accuracy [Q]))`` with the query
     metrics after each inner step (``Q = inner_steps``), or after the last one
-    only (``Q = 1``) without ``query_every_step``.
+    only (``Q = 1``) without ``query_every_step``; ``accuracy`` is ``None``
+    for an objective without a metric.
   """
   inner_steps = validate_inner_lrs(params, inner_lrs)
-  validate_task(task)
+  validate_task(task, objective=objective)
   leaves, treedef, idx, lr_leaves = _split_adapted(params, inner_lrs)
 
   def call(p, x, step):
@@ -168,13 +175,14 @@ def adapt(apply_fn: ApplyFn,
     return jax.tree.unflatten(treedef, full)
 
   def support_loss(adapted, step):
-    return cross_entropy(call(merge(adapted), task.support_x, step),
-                         task.support_y)
+    return objective.loss(call(merge(adapted), task.support_x, step),
+                          task.support_y)
 
   def query_metrics(adapted, step):
-    logits = call(merge(adapted), task.query_x, step)
-    return StepMetrics(cross_entropy(logits, task.query_y),
-                       accuracy(logits, task.query_y))
+    out = call(merge(adapted), task.query_x, step)
+    return StepMetrics(objective.loss(out, task.query_y),
+                       None if objective.metric is None
+                       else objective.metric(out, task.query_y))
 
   def step_fn(adapted, xs):
     lrs, step = xs
@@ -219,12 +227,18 @@ def meta_loss(apply_fn: ApplyFn,
               step_aware: bool = False,
               remat: bool = False,
               unroll: int | bool = 1,
-              batching: str = "vmap") -> tuple[Array, StepMetrics]:
+              batching: str = "vmap",
+              objective: Objective = CLASSIFICATION,
+              body_head: Optional["BodyHead"] = None
+             ) -> tuple[Array, StepMetrics]:
   """Mean over the task batch of the weighted per-step query losses.
 
   Args:
-    apply_fn, params, inner_lrs, first_order, step_aware, remat, unroll: as in
-      :func:`adapt`.
+    apply_fn, params, inner_lrs, first_order, step_aware, remat, unroll,
+      objective: as in :func:`adapt`.
+    body_head: when only the head adapts (ANIL), the model split in two;
+      the body then runs once per task instead of once per inner step (see
+      :func:`task_runner`).
     batching: ``"vmap"`` adapts all tasks at once (one wide program; the
       default); ``"map"`` runs them one after another with ``lax.map`` (less
       memory, and faster on CPU, where vmapped per-task conv kernels become
@@ -241,16 +255,16 @@ def meta_loss(apply_fn: ApplyFn,
     ``step_weights=None``).
   """
   inner_steps = validate_inner_lrs(params, inner_lrs)
-  validate_task(tasks, batched=True)
+  validate_task(tasks, batched=True, objective=objective)
   if step_weights is not None and jnp.shape(step_weights) != (inner_steps,):
     raise ValueError(f"step_weights must have shape [inner_steps] = "
                      f"({inner_steps},); got {jnp.shape(step_weights)}.")
   if batching not in ("vmap", "map"):
     raise ValueError(f"batching must be 'vmap' or 'map', got {batching!r}.")
-  run = functools.partial(adapt, apply_fn, params, inner_lrs,
-                          first_order=first_order, step_aware=step_aware,
-                          remat=remat, unroll=unroll,
-                          query_every_step=step_weights is not None)
+  run = task_runner(apply_fn, params, inner_lrs, body_head=body_head,
+                    first_order=first_order, step_aware=step_aware,
+                    remat=remat, unroll=unroll, objective=objective,
+                    query_every_step=step_weights is not None)
   if batching == "vmap":
     _, metrics = jax.vmap(run)(tasks)
   else:
@@ -260,57 +274,56 @@ def meta_loss(apply_fn: ApplyFn,
   return jnp.mean(metrics.loss @ step_weights), metrics
 
 
-def fixed_inner_lrs(params: PyTree,
-                    lr: float,
-                    inner_steps: int,
-                    *,
-                    per_element: bool = False,
-                    frozen: Optional[Sequence[str]] = None) -> PyTree:
-  """Inner learning rates shaped like ``params``, all equal to ``lr``.
+class BodyHead(NamedTuple):
+  """A model split for head-only adaptation (ANIL).
 
-  Args:
-    params: the model parameters.
-    lr: the inner learning rate (MAML's alpha); must be > 0.
-    inner_steps: number of inner steps; must be >= 1.
-    per_element: ``[inner_steps, *leaf.shape]`` leaves (Meta-SGD) instead of
-      ``[inner_steps]`` (one rate per tensor per step, MAML++'s LSLR).
-    frozen: path substrings (``jax.tree_util.keystr`` of the leaf) whose leaves
-      get ``None``: not adapted in the inner loop (e.g. ANIL's body).
+  ``apply(params, x) == head(params, body(params, x))``; ``head`` reads only
+  the parameters under ``'head'``.
 
-  Returns:
-    The ``inner_lrs`` pytree, float32.
+  Attributes:
+    body: ``body(params, x [B, ...]) -> features [B, F]``.
+    head: ``head(params, features [B, F]) -> outputs [B, ...]``.
   """
-  if inner_steps < 1:
-    raise ValueError(f"inner_steps must be >= 1, got {inner_steps}.")
-  if not lr > 0:
-    raise ValueError(f"lr (inner learning rate) must be > 0, got {lr}.")
-  frozen = tuple(frozen or ())
-
-  def make(path, p):
-    if any(f in jax.tree_util.keystr(path) for f in frozen):
-      return None
-    shape = (inner_steps, *jnp.shape(p)) if per_element else (inner_steps,)
-    return jnp.full(shape, lr, jnp.float32)
-
-  return jax.tree_util.tree_map_with_path(make, params)
+  body: ApplyFn
+  head: ApplyFn
 
 
-def extend_inner_lrs(inner_lrs: PyTree, inner_steps: int) -> PyTree:
-  """Cuts or extends (repeating the last step's rates) to ``inner_steps``.
+def check_head_only(inner_lrs: PyTree) -> None:
+  """ValueError naming the first adapted leaf outside ``'head'``."""
+  for path, lr in jax.tree_util.tree_leaves_with_path(
+      inner_lrs, is_leaf=_is_none):
+    if lr is not None and "'head'" not in jax.tree_util.keystr(path):
+      raise ValueError(
+          f"body_head: inner_lrs{jax.tree_util.keystr(path)} adapts a body "
+          "parameter, but with body_head the body runs once per task; give "
+          "every leaf outside 'head' a None rate (head-only adaptation).")
 
-  Lets evaluation run more inner steps than training (MAML: 1 step to train,
-  3 to test) with the rates it learned or was given.
+
+def task_runner(apply_fn: ApplyFn, params: PyTree, inner_lrs: PyTree, *,
+                body_head: Optional[BodyHead] = None, step_aware: bool = False,
+                **adapt_kwargs) -> Callable[[Task], tuple[PyTree, StepMetrics]]:
+  """``run(task) -> adapt(...)`` for one task, as vmap/map want it.
+
+  With ``body_head``, the body maps the support and query inputs to features
+  once per task and the inner loop adapts the head on those features: the
+  same losses and meta-gradient as adapting through the whole model (the
+  body's weights do not change in the inner loop), without running the body
+  on every inner step.
   """
-  if inner_steps < 1:
-    raise ValueError(f"inner_steps must be >= 1, got {inner_steps}.")
+  if body_head is None:
+    return functools.partial(adapt, apply_fn, params, inner_lrs,
+                             step_aware=step_aware, **adapt_kwargs)
+  if step_aware:
+    raise ValueError("body_head needs a model without per-step batch norm "
+                     "(step_aware=False).")
+  check_head_only(inner_lrs)
 
-  def fit(lr):
-    if lr is None:
-      return None
-    n = lr.shape[0]
-    if inner_steps <= n:
-      return lr[:inner_steps]
-    tail = jnp.repeat(lr[-1:], inner_steps - n, axis=0)
-    return jnp.concatenate([lr, tail], axis=0)
+  def run(task: Task):
+    features = task._replace(support_x=body_head.body(params, task.support_x),
+                             query_x=body_head.body(params, task.query_x))
+    return adapt(body_head.head, params, inner_lrs, features, **adapt_kwargs)
+  return run
 
-  return jax.tree.map(fit, inner_lrs, is_leaf=_is_none)
+
+fixed_inner_lrs = inner_lrs_lib.fixed_inner_lrs
+extend_inner_lrs = inner_lrs_lib.extend_inner_lrs

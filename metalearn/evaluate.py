@@ -2,24 +2,30 @@
 
 import functools
 import math
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from metalearn import core
+from metalearn import reptile
+from metalearn.objectives import CLASSIFICATION, Objective
 from metalearn.types import ApplyFn, PyTree, Task
 
 
 class EvalResult(NamedTuple):
   """Accuracy over a task set after ``inner_steps`` inner steps.
 
+  For an objective without a metric (regression) the accuracy fields are
+  ``None`` and the loss carries the result (``loss_ci95``).
+
   Attributes:
     accuracy: mean query accuracy after the last inner step.
     ci95: half-width of the 95% confidence interval, 1.96 std / sqrt(n).
     std: standard deviation of the accuracy across tasks.
     loss: mean query loss after the last inner step.
+    loss_ci95: half-width of the loss's 95% confidence interval.
     step_accuracy: [inner_steps] mean accuracy after each inner step.
     step_loss: [inner_steps] mean query loss after each inner step.
     task_accuracy: [num_tasks] final accuracy of every task.
@@ -27,33 +33,42 @@ class EvalResult(NamedTuple):
     num_tasks: n.
     inner_steps: inner steps used (may differ from training).
   """
-  accuracy: float
-  ci95: float
-  std: float
+  accuracy: Optional[float]
+  ci95: Optional[float]
+  std: Optional[float]
   loss: float
-  step_accuracy: np.ndarray
+  step_accuracy: Optional[np.ndarray]
   step_loss: np.ndarray
-  task_accuracy: np.ndarray
+  task_accuracy: Optional[np.ndarray]
   task_step_loss: np.ndarray
   num_tasks: int
   inner_steps: int
+  loss_ci95: float = 0.0
 
   def summary(self) -> dict:
     """JSON-friendly dict (lists instead of arrays, per-task data dropped)."""
     return {
         "accuracy": self.accuracy, "ci95": self.ci95, "std": self.std,
-        "loss": self.loss, "step_accuracy": self.step_accuracy.tolist(),
+        "loss": self.loss, "loss_ci95": self.loss_ci95,
+        "step_accuracy": (None if self.step_accuracy is None
+                          else self.step_accuracy.tolist()),
         "step_loss": self.step_loss.tolist(), "num_tasks": self.num_tasks,
         "inner_steps": self.inner_steps,
     }
 
 
-@functools.partial(jax.jit,
-                   static_argnames=("apply_fn", "step_aware", "batching"))
+@functools.partial(jax.jit, static_argnames=(
+    "apply_fn", "step_aware", "batching", "objective", "body_head",
+    "adam_lr"))
 def _chunk_metrics(apply_fn, params, inner_lrs, tasks, *, step_aware,
-                   batching):
-  run = functools.partial(core.adapt, apply_fn, params, inner_lrs,
-                          first_order=True, step_aware=step_aware)
+                   batching, objective, body_head, adam_lr):
+  if adam_lr is not None:
+    run = functools.partial(reptile.adam_adapt, apply_fn, params, inner_lrs,
+                            lr=adam_lr, objective=objective)
+  else:
+    run = core.task_runner(apply_fn, params, inner_lrs, body_head=body_head,
+                           first_order=True, step_aware=step_aware,
+                           objective=objective)
   if batching == "map":
     return jax.lax.map(lambda t: run(t)[1], tasks)
   return jax.vmap(run)(tasks)[1]
@@ -67,7 +82,10 @@ def evaluate(apply_fn: ApplyFn,
              inner_steps: int,
              step_aware: bool = False,
              chunk_size: int = 100,
-             batching: str = "vmap") -> EvalResult:
+             batching: str = "vmap",
+             objective: Objective = CLASSIFICATION,
+             body_head: Optional[core.BodyHead] = None,
+             adam_lr: Optional[float] = None) -> EvalResult:
   """Adapts to every task of a fixed set and scores the query sets.
 
   Args:
@@ -82,6 +100,11 @@ def evaluate(apply_fn: ApplyFn,
       padded, so one shape compiles once.
     batching: ``"vmap"`` or ``"map"`` over the tasks of a chunk (``"map"`` is
       faster for conv nets on CPU), as in :func:`metalearn.core.meta_loss`.
+    objective, body_head: as in :func:`metalearn.core.meta_loss` (hashable:
+      static arguments).
+    adam_lr: adapt with Adam (``beta1 = 0``) at this rate instead of SGD
+      with ``inner_lrs`` (Reptile's inner optimizer,
+      :func:`metalearn.reptile.adam_adapt`).
 
   Returns:
     An :class:`EvalResult`.
@@ -103,22 +126,36 @@ def evaluate(apply_fn: ApplyFn,
           lambda x: jnp.concatenate(
               [x, jnp.repeat(x[:1], chunk - n, axis=0)]), part)
     metrics = _chunk_metrics(apply_fn, params, lrs, part,
-                             step_aware=step_aware, batching=batching)
+                             step_aware=step_aware, batching=batching,
+                             objective=objective, body_head=body_head,
+                             adam_lr=adam_lr)
     losses.append(np.asarray(metrics.loss)[:n])
-    accs.append(np.asarray(metrics.accuracy)[:n])
-  loss, acc = np.concatenate(losses), np.concatenate(accs)
-  final = acc[:, -1]
-  std = float(np.std(final))
+    if metrics.accuracy is not None:
+      accs.append(np.asarray(metrics.accuracy)[:n])
+  loss = np.concatenate(losses)
+  ci = lambda x: 1.96 * float(np.std(x)) / math.sqrt(num_tasks)
+  acc = np.concatenate(accs) if accs else None
+  final = None if acc is None else acc[:, -1]
   return EvalResult(
-      accuracy=float(np.mean(final)), ci95=1.96 * std / math.sqrt(num_tasks),
-      std=std, loss=float(np.mean(loss[:, -1])),
-      step_accuracy=acc.mean(axis=0), step_loss=loss.mean(axis=0),
-      task_accuracy=final, task_step_loss=loss, num_tasks=num_tasks,
-      inner_steps=inner_steps)
+      accuracy=None if acc is None else float(np.mean(final)),
+      ci95=None if acc is None else ci(final),
+      std=None if acc is None else float(np.std(final)),
+      loss=float(np.mean(loss[:, -1])),
+      step_accuracy=None if acc is None else acc.mean(axis=0),
+      step_loss=loss.mean(axis=0), task_accuracy=final, task_step_loss=loss,
+      num_tasks=num_tasks, inner_steps=inner_steps,
+      loss_ci95=ci(loss[:, -1]))
 
 
 def format_table(result: EvalResult, title: str = "test") -> str:
   """A small plain-text table of the per-step accuracy and the final CI."""
+  if result.accuracy is None:
+    lines = [f"{title}: query loss {result.loss:.4f} ± "
+             f"{result.loss_ci95:.4f} (95% CI, {result.num_tasks} tasks, "
+             f"{result.inner_steps} inner steps)", "  step | query loss"]
+    lines += [f"  {i:>4} | {l:10.4f}"
+              for i, l in enumerate(result.step_loss, 1)]
+    return "\n".join(lines)
   lines = [f"{title}: {100 * result.accuracy:.2f}% ± {100 * result.ci95:.2f} "
            f"(95% CI, {result.num_tasks} tasks, std {100 * result.std:.2f}, "
            f"{result.inner_steps} inner steps)",

@@ -16,6 +16,8 @@ import jax.numpy as jnp
 import optax
 
 from metalearn import core
+from metalearn import objectives
+from metalearn import reptile
 from metalearn.types import ApplyFn, Array, MetaParams, PyTree, Task
 
 TaskFn = Callable[[Array, Any], Task]
@@ -43,8 +45,10 @@ class StepOutput(NamedTuple):
     step_loss: [Q] query loss after each inner step, task mean (Q =
       inner_steps), or after the last step only (Q = 1) when the step was built
       with ``step_weights_fn=None``.
-    step_accuracy: [Q] query accuracy, likewise.
-    grad_norm: global norm of the meta-gradient.
+    step_accuracy: [Q] query accuracy, likewise (``None`` for an objective
+      without a metric). Reptile's loss and metrics are on the examples it
+      trained on (it has no held-out query set while meta-training).
+    grad_norm: global norm of the meta-gradient (Reptile: of its move).
   """
   loss: Array
   step_loss: Array
@@ -89,7 +93,12 @@ def make_meta_step(apply_fn: ApplyFn,
                    steps_per_call: int = 1,
                    task_sharding: Optional[jax.sharding.Sharding] = None,
                    donate: bool = True,
-                   jit: bool = True):
+                   jit: bool = True,
+                   objective: objectives.Objective = objectives.CLASSIFICATION,
+                   body_head: Optional[core.BodyHead] = None,
+                   outer: str = "meta_gradient",
+                   reptile_inner: str = "sgd",
+                   reptile_adam_lr: float = 1e-3):
   """Builds ``step(state, data, key) -> (state, StepOutput)``.
 
   Args:
@@ -111,12 +120,27 @@ def make_meta_step(apply_fn: ApplyFn,
     donate: donate the input state's buffers to the output (saves memory; do
       not reuse a state after passing it in).
     jit: compile with ``jax.jit`` (turn off only to debug).
+    objective: the loss of both loops and the metric
+      (:mod:`metalearn.objectives`).
+    body_head: the model split for head-only adaptation (ANIL's body runs
+      once per task; see :func:`metalearn.core.task_runner`).
+    outer: ``meta_gradient`` (the gradient of the meta-loss) or ``reptile``
+      (:func:`metalearn.reptile.direction`: no meta-gradient, the outer
+      optimizer follows ``params - adapted``).
+    reptile_inner, reptile_adam_lr: Reptile's inner optimizer (``sgd`` with
+      the inner rates, or ``adam`` with this rate).
 
   Returns:
     The step function.
   """
   if steps_per_call < 1:
     raise ValueError(f"steps_per_call must be >= 1, got {steps_per_call}.")
+  if outer not in ("meta_gradient", "reptile"):
+    raise ValueError(f"outer must be 'meta_gradient' or 'reptile', got "
+                     f"{outer!r}.")
+  if outer == "reptile" and learn_inner_lrs:
+    raise ValueError("outer='reptile' has no meta-gradient to learn inner "
+                     "rates with; set learn_inner_lrs=False.")
 
   def loss_fn(train_part, meta, tasks, weights):
     if learn_inner_lrs:
@@ -125,7 +149,18 @@ def make_meta_step(apply_fn: ApplyFn,
       params, lrs = train_part, meta.inner_lrs
     return core.meta_loss(apply_fn, params, lrs, tasks, weights,
                           first_order=first_order, step_aware=step_aware,
-                          remat=remat, unroll=unroll, batching=batching)
+                          remat=remat, unroll=unroll, batching=batching,
+                          objective=objective, body_head=body_head)
+
+  def loss_and_grads(train_part, meta, tasks, weights):
+    if outer == "reptile":
+      move, loss, metrics = reptile.direction(
+          apply_fn, train_part, meta.inner_lrs, tasks, objective=objective,
+          inner_optimizer=reptile_inner, adam_lr=reptile_adam_lr,
+          batching=batching)
+      return (loss, metrics), move
+    return jax.value_and_grad(loss_fn, has_aux=True)(
+        train_part, meta, tasks, weights)
 
   def one_step(state: MetaState, data, key) -> tuple[MetaState, StepOutput]:
     tasks = task_fn(jax.random.fold_in(key, state.step), data)
@@ -134,14 +169,15 @@ def make_meta_step(apply_fn: ApplyFn,
     weights = (None if step_weights_fn is None
                else step_weights_fn(state.step))
     train_part = trainable(state.meta, learn_inner_lrs)
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        train_part, state.meta, tasks, weights)
+    (loss, metrics), grads = loss_and_grads(train_part, state.meta, tasks,
+                                            weights)
     updates, opt_state = optimizer.update(grads, state.opt_state, train_part)
     train_part = optax.apply_updates(train_part, updates)
     meta = (train_part if learn_inner_lrs
             else state.meta._replace(params=train_part))
     out = StepOutput(loss, jnp.mean(metrics.loss, axis=0),
-                     jnp.mean(metrics.accuracy, axis=0),
+                     (None if metrics.accuracy is None
+                      else jnp.mean(metrics.accuracy, axis=0)),
                      _global_norm(grads))
     return MetaState(state.step + 1, meta, opt_state), out
 

@@ -164,9 +164,11 @@ def _chunk_ends(start: int, plan: PhasePlan, marks: Sequence[int]
 
 def _postfix(out: StepOutput, tasks_per_step: int, seconds: float,
              count: int) -> dict:
-  return {"loss": f"{float(np.mean(out.loss)):.3f}",
-          "acc": f"{float(np.mean(out.step_accuracy[..., -1])):.3f}",
-          "tasks/s": f"{count * tasks_per_step / max(seconds, 1e-9):.0f}"}
+  postfix = {"loss": f"{float(np.mean(out.loss)):.3f}"}
+  if out.step_accuracy is not None:
+    postfix["acc"] = f"{float(np.mean(out.step_accuracy[..., -1])):.3f}"
+  postfix["tasks/s"] = f"{count * tasks_per_step / max(seconds, 1e-9):.0f}"
+  return postfix
 
 
 def run(state: MetaState,
