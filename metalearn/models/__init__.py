@@ -6,3 +6,5 @@ from metalearn.models.conv4 import conv4
 from metalearn.models.conv4 import resolve_conv_impl
 from metalearn.models.mlp import MLP
 from metalearn.models.mlp import mlp
+from metalearn.models.resnet12 import ResNet12
+from metalearn.models.resnet12 import resnet12

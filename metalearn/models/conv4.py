@@ -23,10 +23,28 @@ class Model(NamedTuple):
     apply: ``apply(params, x) -> logits [B, n_way]``; models built with
       ``bn_steps`` take ``apply(params, x, step)``.
     step_aware: whether ``apply`` takes the inner step index.
+    body: ``body(params, x) -> features [B, F]`` or ``None``; with ``head``,
+      ``apply(params, x) == head(params, body(params, x))``, which lets a
+      head-only inner loop (ANIL) run the body once per task.
+    head: ``head(params, features [B, F]) -> outputs``, reading only
+      ``params['head']``; or ``None``.
   """
   init: Callable[[Array], PyTree]
   apply: Callable[..., Array]
   step_aware: bool = False
+  body: Optional[Callable[..., Array]] = None
+  head: Optional[Callable[..., Array]] = None
+
+
+def dense_head(params: PyTree, features: Array) -> Array:
+  """The ``'head'`` dense layer alone. features [B, F] -> [B, n_out]."""
+  head = params["head"]
+  return features @ head["kernel"] + head["bias"][None, :]
+
+
+def without_head(params: PyTree) -> PyTree:
+  """Every top-level entry of ``params`` but ``'head'``."""
+  return {k: v for k, v in params.items() if k != "head"}
 
 
 class TransductiveBatchNorm(nn.Module):
@@ -110,6 +128,7 @@ class Conv4(nn.Module):
   num_blocks: int = 4
   bn_steps: int = 0
   conv_impl: str = "xla"
+  features_only: bool = False
 
   @nn.compact
   def __call__(self, x: Array, step: Optional[Array] = None) -> Array:
@@ -122,6 +141,8 @@ class Conv4(nn.Module):
       x = nn.relu(x)
       x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
     x = x.reshape((x.shape[0], -1))
+    if self.features_only:
+      return x
     return nn.Dense(self.n_way, name="head")(x)
 
 
@@ -156,15 +177,32 @@ def conv4(n_way: int,
     raise ValueError(f"bn_steps must be >= 0, got {bn_steps}.")
   module = Conv4(n_way, filters, num_blocks, bn_steps,
                  resolve_conv_impl(conv_impl))
-  dummy = jnp.zeros((2, *input_shape), jnp.float32)
+  return flax_model(module, jnp.zeros((2, *input_shape), jnp.float32),
+                    step_aware=bool(bn_steps))
 
+
+def flax_model(module: nn.Module, dummy: Array, *,
+               step_aware: bool = False) -> Model:
+  """A flax module with a ``features_only`` field and a ``'head'`` dense
+  layer as a :class:`Model`, initialised on ``dummy`` inputs.
+
+  A step-aware module (``__call__(x, step)``) gets no body/head split; the
+  others get ``body`` (the module with ``features_only=True``) and
+  :func:`dense_head`.
+  """
   def init(key):
     return module.init(key, dummy)["params"]
 
-  if bn_steps:
+  if step_aware:
     def apply(params, x, step):
       return module.apply({"params": params}, x, step)
-  else:
-    def apply(params, x):
-      return module.apply({"params": params}, x)
-  return Model(init, apply, step_aware=bool(bn_steps))
+    return Model(init, apply, step_aware=True)
+
+  def apply(params, x):
+    return module.apply({"params": params}, x)
+
+  body_module = module.clone(features_only=True)
+
+  def body(params, x):
+    return body_module.apply({"params": without_head(params)}, x)
+  return Model(init, apply, body=body, head=dense_head)
