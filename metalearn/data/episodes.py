@@ -1,12 +1,19 @@
 """Few-shot episodes sampled on device with ``jax.random``.
 
-``images`` is a class-major array [C, D, H, W] (for Omniglot the uint8 cache
-[C, 20, 28, 28]); put it on the device once (``jax.device_put``) and sample
-inside the jitted training step, so the host never sits in the hot loop.
+``images`` is a class-major array: grayscale [C, D, H, W] (for Omniglot the
+uint8 cache [C, 20, 28, 28] in {0, 1}) or colour [C, D, H, W, channels] (for
+mini-ImageNet the uint8 cache [C, 600, 84, 84, 3] in 0..255); put it on the
+device once (``jax.device_put``) and sample inside the jitted training step,
+so the host never sits in the hot loop.
+
+Pixel scaling: grayscale images are cast to float32 unchanged (Omniglot stays
+{0, 1}); colour uint8 images are scaled into [0, 1] by multiplying by
+float32(1 / 255) (255 gives exactly 1.0); colour images of any other dtype are
+cast unchanged.
 
 Rotation augmentation treats the class space as 4 C classes: class
 ``r * C + c`` is class ``c`` turned ``r`` times by 90 degrees
-(``jnp.rot90`` over the image axes). ``sample_tasks(..., rotate=True)`` draws
+(``jnp.rot90`` over the H, W axes). ``sample_tasks(..., rotate=True)`` draws
 from that space on the fly; ``rotate_classes`` materialises the same array.
 """
 
@@ -23,12 +30,13 @@ Array = jax.Array
 
 
 def rotate_classes(images):
-  """[C, D, H, W] -> [4 C, D, H, W]; class r * C + c is c turned r times.
+  """[C, D, H, W(, ch)] -> [4 C, D, H, W(, ch)]; class r * C + c is c turned r
+  times (over the H, W axes).
 
   Works on numpy (stays on host) and jax arrays alike.
   """
   xp = jnp if isinstance(images, jax.Array) else np
-  return xp.concatenate([xp.rot90(images, r, axes=(-2, -1)) for r in range(4)])
+  return xp.concatenate([xp.rot90(images, r, axes=(2, 3)) for r in range(4)])
 
 
 def _check_size(name: str, value, low: int, high: int, why: str = "") -> None:
@@ -39,10 +47,11 @@ def _check_size(name: str, value, low: int, high: int, why: str = "") -> None:
 
 
 def _check_task_sizes(images, n_way, k_shot, n_query, rotate) -> None:
-  if images.ndim != 4:
-    raise ValueError(f"images must be [classes, drawings, height, width]; got "
+  if images.ndim not in (4, 5):
+    raise ValueError(f"images must be [classes, drawings, height, width] or "
+                     f"[classes, drawings, height, width, channels]; got "
                      f"shape {images.shape}")
-  num_classes, num_drawings, height, width = images.shape
+  num_classes, num_drawings, height, width = images.shape[:4]
   if rotate and height != width:
     raise ValueError(f"rotate=True needs square images; got {height}x{width}")
   space = num_classes * (4 if rotate else 1)
@@ -76,7 +85,9 @@ def sample_tasks(key: Array, images: Array, *, n_way: int, k_shot: int,
 
   Args:
     key: PRNG key; the same key gives the same tasks.
-    images: [C, D, H, W] class-major images (uint8 {0, 1} for Omniglot).
+    images: [C, D, H, W] grayscale (uint8 {0, 1} for Omniglot, cast
+      unchanged) or [C, D, H, W, ch] colour (uint8 0..255 for mini-ImageNet,
+      scaled by 1/255 into [0, 1]) class-major images.
     n_way: classes per task, in [1, C] (or [1, 4 C] with ``rotate``).
     k_shot: support drawings per class, >= 1.
     n_query: query drawings per class, >= 1, ``k_shot + n_query <= D``.
@@ -84,29 +95,38 @@ def sample_tasks(key: Array, images: Array, *, n_way: int, k_shot: int,
     rotate: sample from the 4 C classes of 90-degree rotations.
 
   Returns:
-    ``Task`` with support_x float32 [B, n_way * k_shot, H, W, 1], support_y
-    int32 [B, n_way * k_shot], query_x float32 [B, n_way * n_query, H, W, 1],
-    query_y int32 [B, n_way * n_query].
+    ``Task`` with support_x float32 [B, n_way * k_shot, H, W, ch] (ch = 1
+    for grayscale images), support_y int32 [B, n_way * k_shot], query_x
+    float32 [B, n_way * n_query, H, W, ch], query_y int32
+    [B, n_way * n_query].
   """
   _check_task_sizes(images, n_way, k_shot, n_query, rotate)
   _check_size("batch_size", batch_size, 1, np.iinfo(np.int32).max)
-  num_classes, num_drawings, height, width = images.shape
+  num_classes, num_drawings, height, width = images.shape[:4]
+  channels = images.shape[4] if images.ndim == 5 else 1
   class_key, drawing_key = jax.random.split(key)
   class_space = num_classes * (4 if rotate else 1)
   classes = _distinct(class_key, (batch_size,), class_space, n_way)
   drawings = _distinct(drawing_key, (batch_size, n_way), num_drawings,
                        k_shot + n_query)
-  x = images[(classes % num_classes)[..., None], drawings]  # [B, N, K+Q, H, W]
+  # [B, N, K+Q, H, W(, ch)]
+  x = images[(classes % num_classes)[..., None], drawings]
   if rotate:
-    turns = (classes // num_classes)[..., None, None, None]  # [B, N, 1, 1, 1]
+    turns = classes // num_classes  # [B, N] -> [B, N, 1, 1, 1(, 1)]
+    turns = turns.reshape(turns.shape + (1,) * (x.ndim - 2))
     x = functools.reduce(
-        lambda acc, r: jnp.where(turns == r, jnp.rot90(x, r, axes=(-2, -1)),
+        lambda acc, r: jnp.where(turns == r, jnp.rot90(x, r, axes=(3, 4)),
                                  acc), range(1, 4), x)
-  x = x.astype(jnp.float32)[..., None]
+  x = x.astype(jnp.float32)
+  if images.ndim == 4:
+    x = x[..., None]
+  elif images.dtype == np.uint8:
+    x = x * np.float32(1 / 255)  # The same bits on every backend.
   labels = jnp.arange(n_way, dtype=jnp.int32)
 
   def flat(part, per_class):
-    return (part.reshape(batch_size, n_way * per_class, height, width, 1),
+    return (part.reshape(batch_size, n_way * per_class, height, width,
+                         channels),
             jnp.broadcast_to(jnp.repeat(labels, per_class),
                              (batch_size, n_way * per_class)))
 
@@ -121,13 +141,14 @@ def fixed_tasks(seed_or_key, images: Array, *, num_tasks: int, n_way: int,
 
   Args:
     seed_or_key: int seed or PRNG key; the same value gives the same pool.
-    images: [C, D, H, W] class-major images.
+    images: [C, D, H, W] or [C, D, H, W, ch] class-major images; see
+      ``sample_tasks``.
     num_tasks: pool size, >= 1.
     n_way, k_shot, n_query, rotate: as in ``sample_tasks``.
 
   Returns:
     ``Task`` with leading axis ``num_tasks`` (float32 images: the pool takes
-    ``num_tasks * n_way * (k_shot + n_query) * H * W * 4`` bytes).
+    ``num_tasks * n_way * (k_shot + n_query) * H * W * ch * 4`` bytes).
   """
   _check_size("num_tasks", num_tasks, 1, np.iinfo(np.int32).max)
   if isinstance(seed_or_key, numbers.Integral):

@@ -1,7 +1,9 @@
-r"""Builds the Omniglot cache once; later runs reuse it.
+r"""Builds the Omniglot (or mini-ImageNet) cache once; later runs reuse it.
 
   python -m metalearn.data.prepare --omniglot_dir=../shared/data/omniglot \
       --cache_dir=~/.cache/metalearn/omniglot
+  python -m metalearn.data.prepare --dataset=mini_imagenet \
+      --data_dir=PATH/TO/mini_imagenet
 
 Needs the ``data`` extra (TensorFlow, tensorflow-datasets) only when the cache
 is missing, damaged or ``--overwrite`` is given. Sources, in order: a prepared
@@ -10,6 +12,12 @@ zips ($METALEARN_OMNIGLOT_DIR, or ``<repo>/../shared/data/omniglot`` in the
 checkout), TFDS's download ($METALEARN_OMNIGLOT_URL for a mirror). With
 ``--overwrite --omniglot_dir=DIR`` the cache is rebuilt from those zips only.
 Cache: $METALEARN_CACHE_DIR or ``~/.cache/metalearn/omniglot``.
+
+mini-ImageNet is converted from files the user already has in ``--data_dir``
+($METALEARN_MINI_IMAGENET_DIR): the Ravi & Larochelle CSVs with ``images/``,
+or the ``mini-imagenet-cache-<split>.pkl`` pickles (see
+``metalearn.data.miniimagenet``); nothing is downloaded. Its cache goes to
+``<--cache_dir>/mini_imagenet`` (default ``~/.cache/metalearn/mini_imagenet``).
 """
 
 import os
@@ -17,11 +25,20 @@ import os
 from absl import app
 from absl import flags
 
+from metalearn.data import miniimagenet
 from metalearn.data import omniglot
 from metalearn.data import omniglot_build
 from metalearn.data import sources
 from metalearn.data import splits
 
+_DATASET = flags.DEFINE_enum(
+    "dataset", "omniglot", ["omniglot", "mini_imagenet"],
+    "Which cache to build.")
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", None,
+    "mini-ImageNet only: dir holding train.csv, val.csv, test.csv and "
+    "images/, or mini-imagenet-cache-{train,val,test}.pkl (default: "
+    f"${miniimagenet.DATA_DIR_ENV}).")
 _OMNIGLOT_DIR = flags.DEFINE_string(
     "omniglot_dir", None,
     "Dir holding images_background.zip, images_evaluation.zip, "
@@ -60,8 +77,34 @@ def _build() -> str:
   return path
 
 
+def _prepare_mini_imagenet() -> None:
+  """Builds or reuses the mini-ImageNet cache and prints its contents."""
+  if _OVERWRITE.value:
+    path = miniimagenet.build_cache(_DATA_DIR.value, _CACHE_DIR.value,
+                                    progress=True, cache_problem="--overwrite")
+  else:
+    reused = not miniimagenet.verify_cache(_CACHE_DIR.value)
+    path = miniimagenet.ensure_cache(_DATA_DIR.value, _CACHE_DIR.value,
+                                     progress=True)
+    if reused:
+      print("Reusing the existing cache (pass --overwrite to rebuild).")
+  print(f"mini-ImageNet cache: {path}")
+  source = (omniglot.read_manifest(path) or {}).get("source", "?")
+  print(f"  built from: {source}")
+  for split in miniimagenet.SPLITS:
+    images = miniimagenet.load_cached(split, path).images
+    num_classes, num_images, height, width, channels = images.shape
+    print(f"  {split:5s} {num_classes:3d} classes x {num_images} images, "
+          f"{height}x{width}x{channels} (expected "
+          f"{miniimagenet.NUM_CLASSES[split]} x "
+          f"{miniimagenet.IMAGES_PER_CLASS})")
+
+
 def main(argv):
   del argv
+  if _DATASET.value == "mini_imagenet":
+    _prepare_mini_imagenet()
+    return
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Quiet TF's C++ logs.
   path = _build()
   print(f"Omniglot cache: {path}")
