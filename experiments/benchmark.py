@@ -11,11 +11,20 @@ runs the whole GPU grid):
       --meta_batch_sizes=32,128 --inner_steps=1 --filters=64 \
       --modes=plain,tuned,tuned+unroll,tuned+remat --output_dir=$OUT
 
+ResNet-12 MAML vs FOMAML, reduced widths, on a CPU (about 10 minutes on 2
+cores; docs/results/resnet12_cpu.md):
+
+  python experiments/benchmark.py --model=resnet12 --widths=16,32,64,128 \
+      --image_size=32 --channels=3 --algorithms=maml,fomaml \
+      --meta_batch_sizes=2 --n_query=5 --inner_steps=2 \
+      --modes=tuned,tuned+remat,tuned+blockremat --warmup=1 --chunks=3 \
+      --steps_per_chunk=2 --output_dir=runs/benchmark_resnet12
+
 Modes are ``plain`` or ``tuned`` with ``+``-joined knobs (``unroll``,
 ``remat``, ``bf16``, ``shard``, ``map``, ``mm``, ``xla``, ``everyq``,
-``spcN``); see ``metalearn.benchmark.parse_mode``. Algorithms are the names
-in ``metalearn.algorithms``. ``+shard`` splits the tasks over every
-device (simulate 4 on a CPU with
+``spcN``, ``blockremat``); see ``metalearn.benchmark.parse_mode``.
+Algorithms are the names in ``metalearn.algorithms``. ``+shard`` splits the
+tasks over every device (simulate 4 on a CPU with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=4``). Every ``speedup`` is
 tasks/s over the ``plain`` row of the same workload in the same run. Writes
 ``results.jsonl`` and ``results.md`` into ``--output_dir`` and prints the
@@ -45,6 +54,15 @@ _FILTERS = flags.DEFINE_integer("filters", 16,
                                 "Conv-4 channels (64 is Omniglot-sized).")
 _NUM_BLOCKS = flags.DEFINE_integer("num_blocks", 4,
                                    "Conv blocks (fewer: faster to compile).")
+_MODEL = flags.DEFINE_enum("model", "conv4", ["conv4", "resnet12"],
+                           "conv4 (--filters, --num_blocks) or resnet12 "
+                           "(--widths).")
+_WIDTHS = flags.DEFINE_list("widths", ["64", "160", "320", "640"],
+                            "ResNet-12 channels per residual block.")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 28,
+                                   "Height and width of the square images.")
+_CHANNELS = flags.DEFINE_integer("channels", 1,
+                                 "1: binary images; 3: colour uint8 images.")
 _MSL_EPOCHS = flags.DEFINE_integer(
     "msl_epochs", 10, "Epochs over which MAML++'s multi-step loss anneals.")
 _STEPS_PER_EPOCH = flags.DEFINE_integer(
@@ -71,7 +89,9 @@ def main(argv):
       _ALGORITHMS.value, ints(_META_BATCH_SIZES.value), ints(_N_WAY.value),
       ints(_K_SHOT.value), ints(_N_QUERY.value), ints(_INNER_STEPS.value),
       filters=_FILTERS.value, num_blocks=_NUM_BLOCKS.value,
-      msl_epochs=_MSL_EPOCHS.value, steps_per_epoch=_STEPS_PER_EPOCH.value)
+      msl_epochs=_MSL_EPOCHS.value, steps_per_epoch=_STEPS_PER_EPOCH.value,
+      model=_MODEL.value, widths=tuple(ints(_WIDTHS.value)),
+      image_size=_IMAGE_SIZE.value, channels=_CHANNELS.value)
   modes = [benchmark.parse_mode(m) for m in _MODES.value]
   timing = benchmark.Timing(_WARMUP.value, _CHUNKS.value,
                              _STEPS_PER_CHUNK.value)

@@ -26,10 +26,16 @@
 #   4. The MAML++ paper setting (meta-batch 8, 1 query image per class): one
 #      meta-step per dispatch vs 10 (steps_per_call).
 #   5. Meta-batch growth 32 -> 128 -> 512 (MAML, plain vs tuned).
+#   6. ResNet-12 (widths 64-160-320-640) on 84x84x3 colour images, 5-way
+#      1-shot, 15 query, 5 inner steps, meta-batch 4: MAML vs FOMAML, time
+#      and memory, without remat, with remat per inner step and with remat
+#      per residual block (not yet run; its compiles alone may take several
+#      minutes: skip it with SKIP_RESNET12=1).
 #
 # A mechanical dry run on a CPU (tiny model; numbers meaningless):
 #   OUT=/tmp/gpu_dry BENCH_ARGS="--filters=2 --num_blocks=1 --warmup=1 \
-#     --chunks=1 --steps_per_chunk=1" bash experiments/gpu_benchmark.sh
+#     --chunks=1 --steps_per_chunk=1 --widths=2,2,2,2 --image_size=16" \
+#     bash experiments/gpu_benchmark.sh
 set -euo pipefail
 . "$(dirname "$0")/gpu_env.sh"
 rm -f "$OUT/results.jsonl"
@@ -68,6 +74,13 @@ bench --algorithms=mamlpp --meta_batch_sizes=8 --n_query=1 --inner_steps=5 \
 # 5. Meta-batch growth (32 is in group 1).
 bench --algorithms=maml --meta_batch_sizes=128,512 --inner_steps=5 \
   --steps_per_chunk=4 --modes=plain,tuned+unroll
+# 6. ResNet-12 at full size: is FOMAML essential for a large backbone?
+if [[ "${SKIP_RESNET12:-0}" != 1 ]]; then
+  bench --model=resnet12 --widths=64,160,320,640 --image_size=84 \
+    --channels=3 --algorithms=maml,fomaml --meta_batch_sizes=4 \
+    --inner_steps=5 --steps_per_chunk=4 \
+    --modes=tuned,tuned+remat,tuned+blockremat
+fi
 
 echo "== all rows ==" | tee -a "$LOG"
 cat "$OUT/results.md" | tee -a "$LOG"

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from metalearn import core
 from metalearn import step as step_lib
 from metalearn.types import Array, Task
 
@@ -35,6 +36,9 @@ class Problem(NamedTuple):
     first_order: no second-order terms.
     learn_inner_lrs: the outer optimizer also updates ``inner_lrs``.
     step_aware: ``apply_fn`` takes the inner step index.
+    body_head: the model split for a head-only inner loop (ANIL), which the
+      library's step uses to run the body once per task; ``None`` otherwise.
+      The plain step always adapts through the whole model.
   """
   apply_fn: Callable[..., Array]
   params: object
@@ -45,6 +49,7 @@ class Problem(NamedTuple):
   first_order: bool
   learn_inner_lrs: bool
   step_aware: bool
+  body_head: Optional[core.BodyHead] = None
 
 
 def _sgd(params, grads, lrs, s: int):

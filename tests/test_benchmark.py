@@ -28,6 +28,8 @@ def test_parse_mode():
   assert benchmark.parse_mode("tuned+mm").conv == "matmul"
   assert benchmark.parse_mode("tuned+xla").conv == "xla"
   assert benchmark.parse_mode("tuned+everyq").every_query
+  assert benchmark.parse_mode("tuned+blockremat").block_remat
+  assert benchmark.parse_mode("tuned+bodyloop").body_loop
   mode = benchmark.parse_mode("tuned+remat+spc4+shard+bf16+unroll+map")
   assert (mode.remat, mode.shard, mode.bf16, mode.unroll, mode.map) == (
       True, True, True, True, True)
@@ -45,19 +47,26 @@ def test_grid_and_bad_algorithm():
   assert {(w.filters, w.steps_per_epoch, w.msl_epochs) for w in ws} == {
       (8, 3, benchmark.Workload().msl_epochs)}
   with pytest.raises(ValueError, match="algorithm"):
-    benchmark.grid(["reptile"], [8])
+    benchmark.grid(["not_an_algorithm"], [8])
 
 
 @pytest.mark.parametrize("name", sorted(algorithms.ALGORITHMS))
 def test_problem_follows_the_algorithm_table(name):
   alg = algorithms.get(name)
   w = _TINY._replace(algorithm=name, msl_epochs=1, steps_per_epoch=2)
+  if getattr(alg, "outer", "meta_gradient") != "meta_gradient":
+    with pytest.raises(ValueError, match="meta-gradient"):
+      benchmark.make_problem(w)
+    return
   p = benchmark.make_problem(w)
   assert (p.first_order, p.learn_inner_lrs, p.step_aware) == (
       alg.first_order, alg.learn_inner_lrs, alg.per_step_bn)
   # Only ANIL's body is frozen in the inner loop.
   assert (p.inner_lrs["conv0"]["kernel"] is None) == alg.head_only
-  assert p.inner_lrs["head"]["kernel"].shape == (2,)
+  head_rates = p.inner_lrs["head"]["kernel"].shape
+  assert head_rates == ((2, *p.params["head"]["kernel"].shape)
+                        if alg.per_element_lrs else (2,))
+  assert (p.body_head is not None) == alg.head_only
   if not alg.multi_step_loss:
     assert p.weights_fn is None
     return
@@ -77,6 +86,46 @@ def test_synthetic_tasks_have_omniglot_shape():
   assert tasks.support_x.shape == (4, 10, 28, 28, 1)
   assert tasks.query_x.shape == (4, 15, 28, 28, 1)
   np.testing.assert_array_equal(tasks.query_y[3], np.repeat(np.arange(5), 3))
+
+
+def test_colour_synthetic_tasks():
+  data = benchmark.synthetic_dataset(0, num_classes=6, image_size=8,
+                                     channels=3)
+  assert data.shape == (6, 20, 8, 8, 3) and data.dtype == jnp.uint8
+  tasks = benchmark.synthetic_task_fn(3, 1, 2, 2)(jax.random.key(1), data)
+  assert tasks.support_x.shape == (2, 3, 8, 8, 3)
+  assert tasks.query_x.shape == (2, 6, 8, 8, 3)
+  with pytest.raises(ValueError, match="channels"):
+    benchmark.synthetic_dataset(0, channels=0)
+
+
+# A one-block ResNet-12 on 4x4 colour images.
+_TINY_RESNET = _TINY._replace(algorithm="anil", model="resnet12", widths=(2,),
+                              image_size=4, channels=3, inner_steps=1)
+
+
+def test_resnet12_problem():
+  p = benchmark.make_problem(_TINY_RESNET)
+  assert p.data.shape == (100, 20, 4, 4, 3)
+  assert p.params["block0"]["shortcut_conv"]["kernel"].shape == (1, 1, 3, 2)
+  # ANIL freezes every body leaf of ResNet-12 too.
+  assert all(a is None for a in jax.tree.leaves(
+      p.inner_lrs["block0"], is_leaf=lambda a: a is None))
+  assert p.inner_lrs["head"]["kernel"].shape == (1,)
+  with pytest.raises(ValueError, match="model"):
+    benchmark.make_problem(_TINY_RESNET._replace(model="vgg"))
+  with pytest.raises(ValueError, match="block_remat"):
+    benchmark.make_problem(_TINY, block_remat=True)
+
+
+def test_resnet12_row_with_block_remat():
+  w = _TINY_RESNET._replace(algorithm="fomaml")
+  (row,) = benchmark.run_grid([w], [benchmark.parse_mode("tuned+blockremat")],
+                              benchmark.Timing(1, 1, 1))
+  assert row.error is None and np.isfinite(row.final_loss)
+  assert (row.model, row.widths, row.image_size, row.channels) == (
+      "resnet12", "2", 4, 3)
+  assert "| resnet12-2 4x4x3 |" in benchmark.markdown_table([row])
 
 
 @pytest.fixture(scope="module")
@@ -123,13 +172,17 @@ def test_maml_rows_agree_across_implementations():
 
 
 def test_anil_rows_agree_across_implementations():
-  # ANIL: only the head adapts (None rates elsewhere) in both implementations.
+  # ANIL: only the head adapts (None rates elsewhere) in both implementations;
+  # the library runs the body once per task, or through every inner step
+  # with bodyloop, and both give the plain step's result.
   anil = _TINY._replace(algorithm="anil")
-  plain, tuned = benchmark.run_grid(
-      [anil], [benchmark.parse_mode("plain"), benchmark.parse_mode("tuned")],
+  plain, tuned, loop = benchmark.run_grid(
+      [anil], [benchmark.parse_mode(m)
+               for m in ("plain", "tuned", "tuned+bodyloop")],
       benchmark.Timing(1, 1, 1))
-  assert plain.error is None and tuned.error is None
+  assert plain.error is None and tuned.error is None and loop.error is None
   assert plain.final_loss == pytest.approx(tuned.final_loss, rel=1e-4)
+  assert plain.final_loss == pytest.approx(loop.final_loss, rel=1e-4)
 
 
 def test_write_results(tiny_rows, tmp_path):
@@ -148,7 +201,7 @@ def test_write_results(tiny_rows, tmp_path):
 
 
 def test_failure_becomes_an_error_row():
-  bad = _TINY._replace(algorithm="reptile")
+  bad = _TINY._replace(algorithm="not_an_algorithm")
   (row,) = benchmark.run_grid([bad], [benchmark.parse_mode("tuned")],
                               benchmark.Timing(1, 1, 1))
   assert row.error.startswith("ValueError") and row.tasks_per_s is None

@@ -2,8 +2,9 @@
 
 Each row times one algorithm of :mod:`metalearn.algorithms` (``maml``,
 ``fomaml``, ``mamlpp`` = multi-step loss + learned per-step per-layer rates
-+ per-step batch norm, ``mamlpp_first_order``, ``anil``) on Omniglot-shaped
-synthetic tasks (28x28x1, conv-4) sampled on the device, run one of two ways:
++ per-step batch norm, ``mamlpp_first_order``, ``anil``) on synthetic tasks
+sampled on the device (Omniglot-shaped 28x28x1 with conv-4 by default;
+ResNet-12 on colour images with ``model="resnet12"``), run one of two ways:
 
 * ``plain``: :mod:`metalearn.baseline`, a deliberately straightforward
   implementation (``jit`` + ``vmap`` over tasks, Python-loop inner loop,
@@ -12,11 +13,13 @@ synthetic tasks (28x28x1, conv-4) sampled on the device, run one of two ways:
 * ``tuned``: :func:`metalearn.step.make_meta_step` (``lax.scan`` over inner
   steps, sampling inside the step, donation; MAML/FOMAML run the query set
   once, after the last step) with the knobs of a mode spec
-  ``tuned[+unroll][+remat][+bf16][+shard][+map][+mm|+xla][+everyq][+spcN]``:
+  ``tuned[+unroll][+remat][+bf16][+shard][+map][+mm|+xla][+everyq][+spcN]
+  [+blockremat]``:
   unroll the scan, ``jax.checkpoint`` each inner step, bfloat16 compute
   (float32 master weights), split tasks over all devices, ``lax.map`` over
   tasks, shifted-matmul or XLA convolutions (default: the model's ``auto``),
-  query set after every step, N meta-steps per dispatch.
+  query set after every step, N meta-steps per dispatch, ``nn.remat`` per
+  ResNet-12 block.
 
 Both compute the same function (the same query losses, tasks and Adam
 update), so ``speedup`` (tasks/s over the ``plain`` row of the same workload,

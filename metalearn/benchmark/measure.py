@@ -84,9 +84,15 @@ def _build_tuned(w: Workload, mode: Mode, p: Problem, state, key: Array,
   weights_fn = p.weights_fn
   if mode.every_query and weights_fn is None:
     weights_fn = lambda s: schedules.last_step_weights(w.inner_steps)  # noqa
+  dtype = "bfloat16" if mode.bf16 else "float32"
+  body_head = None
+  if p.body_head is not None and not mode.body_loop:
+    body_head = p.body_head._replace(
+        body=precision.compute_in(p.body_head.body, dtype))
   step = step_lib.make_meta_step(
-      precision.compute_in(p.apply_fn, "bfloat16" if mode.bf16 else "float32"),
+      precision.compute_in(p.apply_fn, dtype),
       optimizer, p.task_fn, weights_fn, first_order=p.first_order,
+      body_head=body_head,
       learn_inner_lrs=p.learn_inner_lrs, step_aware=p.step_aware,
       remat=mode.remat, unroll=True if mode.unroll else 1,
       steps_per_call=mode.steps_per_call,
@@ -155,7 +161,8 @@ def measure(w: Workload, mode: Mode, timing: Timing = Timing(), *,
     A :class:`Row` (``speedup`` unset; :func:`run_grid` fills it in).
   """
   key = jax.random.key(seed)
-  built = build(w, mode, make_problem(w, seed, mode.conv), key)
+  built = build(w, mode, make_problem(w, seed, mode.conv,
+                                      block_remat=mode.block_remat), key)
   times, final_loss, per_chunk = _time_chunks(built, timing,
                                               mode.steps_per_call)
   peak, source = profiling.peak_memory(built.devices)
@@ -177,7 +184,10 @@ def blank_row(w: Workload, mode: Mode, error: Optional[str] = None) -> Row:
              w.n_query, w.inner_steps, w.filters, num_blocks=w.num_blocks,
              msl_epochs=w.msl_epochs, steps_per_epoch=w.steps_per_epoch,
              conv_impl=resolve_conv_impl(mode.conv), platform=dev.platform,
-             device_kind=dev.device_kind, error=error)
+             device_kind=dev.device_kind, model=w.model,
+             widths="-".join(str(c) for c in w.widths)
+             if w.model == "resnet12" else "",
+             image_size=w.image_size, channels=w.channels, error=error)
 
 
 def _error_text(e: Exception) -> str:

@@ -16,7 +16,8 @@ class Row(NamedTuple):
 
   The workload fields are those of
   :class:`metalearn.benchmark.workloads.Workload`; times are seconds per
-  meta-step, memory is in bytes.
+  meta-step, memory is in bytes; ``widths`` is ResNet-12's, dash-joined
+  (empty for conv-4).
   """
   algorithm: str
   mode: str
@@ -49,12 +50,16 @@ class Row(NamedTuple):
   device_kind: str = ""
   jax_version: str = jax.__version__
   error: Optional[str] = None
+  model: str = "conv4"
+  widths: str = ""
+  image_size: int = 28
+  channels: int = 1
 
 
 def _workload_key(r: Row) -> tuple:
   return (r.algorithm, r.meta_batch_size, r.n_way, r.k_shot, r.n_query,
           r.inner_steps, r.filters, r.num_blocks, r.msl_epochs,
-          r.steps_per_epoch)
+          r.steps_per_epoch, r.model, r.widths, r.image_size, r.channels)
 
 
 def with_speedups(rows: Sequence[Row]) -> list[Row]:
@@ -74,11 +79,20 @@ _HEAD = ("| algorithm | mode | tasks | N-K-Q | inner steps | model | conv | "
          "plain | compile s | XLA temp MiB | peak MiB |")
 
 
+def _model_cell(r: Row) -> str:
+  """``conv4-64``, ``resnet12-64-160-320-640``; the input if not 28x28x1."""
+  name = (f"resnet12-{r.widths}" if r.model == "resnet12"
+          else f"conv{r.num_blocks}-{r.filters}")
+  if (r.image_size, r.channels) == (28, 1):
+    return name
+  return f"{name} {r.image_size}x{r.image_size}x{r.channels}"
+
+
 def _table_line(r: Row) -> str:
   """One row of the markdown table (the error in place of the numbers)."""
   lead = (f"| {r.algorithm} | {r.mode} | {r.meta_batch_size} | "
           f"{r.n_way}-{r.k_shot}-{r.n_query} | {r.inner_steps} | "
-          f"conv{r.num_blocks}-{r.filters} | {r.conv_impl} | {r.devices} | ")
+          f"{_model_cell(r)} | {r.conv_impl} | {r.devices} | ")
   if r.error:
     return lead + f"error: {r.error} |" + " |" * 6
   speedup = "" if r.speedup is None else f"{r.speedup:.2f}x"

@@ -1,8 +1,9 @@
 """What a benchmark row computes (workload) and how (mode), and its inputs.
 
 A :class:`Workload` names an algorithm of :mod:`metalearn.algorithms` and
-the task and model sizes; :func:`make_problem` turns it into the model,
-inner rates, multi-step-loss weights and synthetic Omniglot-shaped data that
+the task and model sizes (conv-4 on Omniglot-shaped images by default, or
+ResNet-12 on colour ones); :func:`make_problem` turns it into the model,
+inner rates, multi-step-loss weights and synthetic data that
 both implementations (:mod:`metalearn.baseline` and the tuned library step)
 compute on. A :class:`Mode` is parsed from a spec string by
 :func:`parse_mode`.
@@ -19,9 +20,11 @@ import numpy as np
 from metalearn import algorithms as algorithm_table
 from metalearn import schedules
 from metalearn.baseline import Problem
+from metalearn import core
 from metalearn.core import fixed_inner_lrs
 from metalearn.data import episodes
 from metalearn.models import conv4
+from metalearn.models import resnet12
 from metalearn.types import Array, Task
 
 INNER_LR = 0.1
@@ -45,6 +48,10 @@ class Workload(NamedTuple):
     image_size: height and width of the square images.
     msl_epochs: epochs over which MAML++'s multi-step loss is annealed.
     steps_per_epoch: meta-steps per epoch of that schedule.
+    model: ``conv4`` (``filters``, ``num_blocks``) or ``resnet12``
+      (``widths``).
+    widths: ResNet-12's channels per residual block.
+    channels: image channels: 1 (binary, Omniglot-like) or 3 (colour uint8).
   """
   algorithm: str = "maml"
   meta_batch_size: int = 4
@@ -57,6 +64,12 @@ class Workload(NamedTuple):
   image_size: int = 28
   msl_epochs: int = 10
   steps_per_epoch: int = 500
+  model: str = "conv4"
+  widths: tuple[int, ...] = (64, 160, 320, 640)
+  channels: int = 1
+
+
+MODELS = ("conv4", "resnet12")
 
 
 class Mode(NamedTuple):
@@ -70,6 +83,8 @@ class Mode(NamedTuple):
   every_query: bool = False
   conv: str = "auto"
   steps_per_call: int = 1
+  block_remat: bool = False
+  body_loop: bool = False
 
   @property
   def plain(self) -> bool:
@@ -82,6 +97,10 @@ def _apply_knob(mode: Mode, knob: str, spec: str) -> Mode:
     return mode._replace(**{knob: True})
   if knob == "everyq":
     return mode._replace(every_query=True)
+  if knob == "blockremat":
+    return mode._replace(block_remat=True)
+  if knob == "bodyloop":
+    return mode._replace(body_loop=True)
   if knob in ("mm", "xla"):
     return mode._replace(conv="matmul" if knob == "mm" else "xla")
   if knob.startswith("spc") and knob[3:].isdigit() and int(knob[3:]) > 0:
@@ -98,7 +117,10 @@ def parse_mode(spec: str) -> Mode:
   ``vmap``), ``mm`` / ``xla`` (shifted-matmul / XLA convolutions instead of
   the model's ``auto`` choice), ``everyq`` (MAML/FOMAML run the query set
   after every inner step, weighted one-hot, as before the library skipped
-  it: measures that lever), ``spcN`` (N meta-steps per call).
+  it: measures that lever), ``spcN`` (N meta-steps per call),
+  ``blockremat`` (ResNet-12 only: ``nn.remat`` each residual block),
+  ``bodyloop`` (ANIL adapts its head through the whole model at every inner
+  step instead of running the body once per task: measures that lever).
 
   Raises:
     ValueError: naming the mode, for an unknown head or knob.
@@ -109,7 +131,7 @@ def parse_mode(spec: str) -> Mode:
   if head != "tuned":
     raise ValueError(f"mode {spec!r}: expected 'plain' or 'tuned[+knob...]' "
                      "with knobs unroll, remat, bf16, shard, map, mm, xla, "
-                     "everyq, spcN.")
+                     "everyq, spcN, blockremat, bodyloop.")
   mode = Mode(spec.strip())
   for knob in knobs:
     mode = _apply_knob(mode, knob, spec)
@@ -127,7 +149,8 @@ def grid(algorithms: Sequence[str], meta_batch_sizes: Sequence[int],
     meta_batch_sizes, n_way, k_shot, n_query, inner_steps: values of the
       :class:`Workload` field of that name.
     **fixed: other :class:`Workload` fields, one value each (``filters``,
-      ``num_blocks``, ``image_size``, ``msl_epochs``, ``steps_per_epoch``).
+      ``num_blocks``, ``image_size``, ``msl_epochs``, ``steps_per_epoch``,
+      ``model``, ``widths``, ``channels``).
 
   Raises:
     ValueError: for an unknown algorithm name.
@@ -141,30 +164,53 @@ def grid(algorithms: Sequence[str], meta_batch_sizes: Sequence[int],
 
 
 def synthetic_dataset(seed: int = 0, *, num_classes: int = 100,
-                      samples_per_class: int = 20,
-                      image_size: int = 28) -> Array:
-  """Random binary uint8 images shaped like the Omniglot cache: [C, 20, H, W].
+                      samples_per_class: int = 20, image_size: int = 28,
+                      channels: int = 1) -> Array:
+  """Random uint8 images shaped like a dataset cache.
 
-  Drawn with NumPy and copied to the device once, like the real cache; tasks
-  are then sampled from it on the device.
+  ``channels=1``: binary, like the Omniglot cache, [C, 20, H, W]. Otherwise
+  0..255 colour, like the mini-ImageNet cache, [C, 20, H, W, channels]. Drawn
+  with NumPy and copied to the device once, like the real cache; tasks are
+  then sampled from it on the device.
   """
+  if channels < 1:
+    raise ValueError(f"channels must be >= 1, got {channels}.")
   shape = (num_classes, samples_per_class, image_size, image_size)
   rng = np.random.default_rng(seed)
-  return jnp.asarray(rng.integers(0, 2, shape, dtype=np.uint8))
+  if channels == 1:
+    return jnp.asarray(rng.integers(0, 2, shape, dtype=np.uint8))
+  return jnp.asarray(rng.integers(0, 256, (*shape, channels), dtype=np.uint8))
 
 
 def synthetic_task_fn(n_way: int, k_shot: int, n_query: int,
                       meta_batch_size: int) -> Callable[[Array, Array], Task]:
   """``task_fn(key, data) -> Task`` batch via the library's on-device sampler
   (:func:`metalearn.data.episodes.sample_tasks`): support_x
-  [meta_batch_size, n_way * k_shot, H, W, 1], query_x
-  [meta_batch_size, n_way * n_query, H, W, 1]."""
+  [meta_batch_size, n_way * k_shot, H, W, ch], query_x
+  [meta_batch_size, n_way * n_query, H, W, ch] (ch = 1 for [C, D, H, W]
+  data)."""
   return functools.partial(episodes.sample_tasks, n_way=n_way, k_shot=k_shot,
                            n_query=n_query, batch_size=meta_batch_size)
 
 
-def make_problem(w: Workload, seed: int = 0,
-                 conv_impl: str = "auto") -> Problem:
+def _model(w: Workload, bn_steps: int, conv_impl: str, block_remat: bool):
+  """The workload's conv-4 or ResNet-12 :class:`metalearn.models.Model`."""
+  if w.model not in MODELS:
+    raise ValueError(f"model must be one of {', '.join(MODELS)}; got "
+                     f"{w.model!r}.")
+  shape = (w.image_size, w.image_size, w.channels)
+  if w.model == "resnet12":
+    return resnet12(w.n_way, input_shape=shape, widths=tuple(w.widths),
+                    bn_steps=bn_steps, conv_impl=conv_impl, remat=block_remat)
+  if block_remat:
+    raise ValueError("block_remat (mode knob blockremat) needs model "
+                     f"'resnet12'; got {w.model!r}.")
+  return conv4(w.n_way, input_shape=shape, filters=w.filters,
+               num_blocks=w.num_blocks, bn_steps=bn_steps, conv_impl=conv_impl)
+
+
+def make_problem(w: Workload, seed: int = 0, conv_impl: str = "auto", *,
+                 block_remat: bool = False) -> Problem:
   """Builds the model, rates, weights and synthetic data of one workload.
 
   What the algorithm sets comes from :func:`metalearn.algorithms.get`:
@@ -172,25 +218,33 @@ def make_problem(w: Workload, seed: int = 0,
   loss alone); with one, the weights of
   :func:`metalearn.schedules.msl_weights_fn`. MAML++ also gets per-step
   batch norm and learned rates; ANIL adapts the head alone.
+  ``block_remat`` remats each ResNet-12 block (same function).
 
   Raises:
-    ValueError: for an unknown algorithm name.
+    ValueError: for an unknown algorithm or model name, an algorithm whose
+      outer update is not a meta-gradient (Reptile: not timed here), or
+      ``block_remat`` with conv-4.
   """
   alg = algorithm_table.get(w.algorithm)
+  if getattr(alg, "outer", "meta_gradient") != "meta_gradient":
+    raise ValueError(f"algorithm {w.algorithm!r}: the benchmark times "
+                     "meta-gradient algorithms only.")
   n = w.inner_steps
-  model = conv4(w.n_way, input_shape=(w.image_size, w.image_size, 1),
-                filters=w.filters, num_blocks=w.num_blocks,
-                bn_steps=n if alg.per_step_bn else 0, conv_impl=conv_impl)
+  model = _model(w, n if alg.per_step_bn else 0, conv_impl, block_remat)
   frozen = _BODY if alg.head_only else ()
   # Under jit: one compile instead of one per eager op.
   params = jax.jit(model.init)(jax.random.key(seed))
   inner_lrs = jax.jit(lambda p: fixed_inner_lrs(
-      p, INNER_LR, n, frozen=frozen))(params)
+      p, INNER_LR, n, per_element=alg.per_element_lrs, frozen=frozen))(params)
+  body_head = None
+  if alg.head_only and model.body is not None:
+    body_head = core.BodyHead(model.body, model.head)
   weights_fn = None
   if alg.multi_step_loss:
     weights_fn = schedules.msl_weights_fn(n, w.msl_epochs, w.steps_per_epoch)
   return Problem(
       model.apply, params, inner_lrs, weights_fn,
       synthetic_task_fn(w.n_way, w.k_shot, w.n_query, w.meta_batch_size),
-      synthetic_dataset(seed, image_size=w.image_size), alg.first_order,
-      learn_inner_lrs=alg.learn_inner_lrs, step_aware=model.step_aware)
+      synthetic_dataset(seed, image_size=w.image_size, channels=w.channels),
+      alg.first_order, learn_inner_lrs=alg.learn_inner_lrs,
+      step_aware=model.step_aware, body_head=body_head)
