@@ -29,7 +29,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 NAMES = ("maml_on_omniglot", "mamlpp_on_omniglot",
-         "anil_adaptive_on_omniglot")
+         "anil_adaptive_on_omniglot", "sinusoid_regression")
+# Notebooks without Omniglot: no data extra, no cache.
+WITHOUT_OMNIGLOT = ("sinusoid_regression",)
 CELL_TIMEOUT_S = 900
 REPO = "https://github.com/metalearn-dev/metalearn"
 COLAB = ("https://colab.research.google.com/github/metalearn-dev/metalearn/"
@@ -108,8 +110,11 @@ def test_notebook_opens_on_colab_and_sizes_in_one_cell(name):
   assert re.search(r"^SMALL = True\b", code[0], re.M), code[0]
   setup = code[1]
   assert 'if "google.colab" in sys.modules:' in setup
-  assert f'"metalearn[data] @ git+{REPO}"' in setup
-  assert "ml.data.ensure_cache(" in setup
+  if name in WITHOUT_OMNIGLOT:
+    assert f'"metalearn @ git+{REPO}"' in setup
+  else:
+    assert f'"metalearn[data] @ git+{REPO}"' in setup
+    assert "ml.data.ensure_cache(" in setup
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -120,9 +125,11 @@ def test_notebook_uses_current_api_names(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_notebook_runs_at_small_size(name, omniglot_cache_dir, tmp_path):
+def test_notebook_runs_at_small_size(name, request, tmp_path):
   env = kernel_env()
-  env["METALEARN_CACHE_DIR"] = str(omniglot_cache_dir)
+  if name not in WITHOUT_OMNIGLOT:
+    env["METALEARN_CACHE_DIR"] = str(
+        request.getfixturevalue("omniglot_cache_dir"))
   env["TMPDIR"] = str(tmp_path)  # the notebooks' run dirs go here
   before = {p: p.stat().st_mtime_ns for p in NOTEBOOKS.iterdir()}
   nb = execute(NOTEBOOKS / f"{name}.ipynb", env)
