@@ -10,7 +10,8 @@ does; every algorithm runs that config with its ``algorithm`` field set. The
 default config is the CPU-sized protocol without an accelerator and the
 write-up's full protocol with one (experiments/configs/compare.py). Writes
 report.md, results.json, PNG plots and one workdir per algorithm to
-``--output_dir`` (default ``runs/compare/<date-time>``).
+``--output_dir`` (default ``runs/compare/<date-time>``). Devices and several
+processes as for ``experiments/train.py`` (docs/scaling.md).
 """
 
 import os

@@ -6,6 +6,12 @@ r"""Meta-trains and evaluates one config on Omniglot.
 Any config field can be overridden with ``--config.FIELD=VALUE``. Rerunning
 with the same ``--workdir`` resumes from the latest checkpoint; Ctrl-C or
 SIGTERM saves one first.
+
+The meta-batch is split over every local device (``--config.devices=1`` pins
+one). Several processes (one per host or per GPU) run this same command with
+``--coordinator_address=HOST0:PORT --num_processes=N --process_id=I`` (or
+under SLURM / Open MPI with none of them); process 0 writes the outputs, the
+workdir must be shared. See docs/scaling.md.
 """
 
 from absl import app

@@ -1,14 +1,18 @@
-"""metalearn: MAML, FOMAML and MAML++ as one functional JAX code path."""
+"""metalearn: MAML, FOMAML, MAML++, ANIL, Meta-SGD and Reptile as one
+functional JAX code path."""
 
 from metalearn import algorithms
 from metalearn import configs
 from metalearn import data
 from metalearn import models
+from metalearn import objectives
+from metalearn import reptile
 from metalearn.algorithms import ALGORITHMS
 from metalearn.algorithms import Algorithm
 from metalearn.api import TrainResult
 from metalearn.api import TrainStats
 from metalearn.api import train_maml
+from metalearn.core import BodyHead
 from metalearn.core import accuracy
 from metalearn.core import adapt
 from metalearn.core import cross_entropy
@@ -17,6 +21,9 @@ from metalearn.core import fixed_inner_lrs
 from metalearn.core import meta_loss
 from metalearn.core import validate_inner_lrs
 from metalearn.evaluate import EvalResult
+from metalearn.objectives import CLASSIFICATION
+from metalearn.objectives import Objective
+from metalearn.objectives import REGRESSION
 from metalearn.schedules import last_step_weights
 from metalearn.schedules import msl_weights
 from metalearn.step import MetaState

@@ -26,11 +26,15 @@ import optax
 
 from metalearn import algorithms
 from metalearn import core
+from metalearn import distributed
+from metalearn import objectives
 from metalearn import precision
 from metalearn import schedules
+from metalearn import sharding
 from metalearn import step as step_lib
 from metalearn import task_sources
 from metalearn import trainer
+from metalearn.models import Model
 from metalearn.types import ApplyFn, PyTree, Task
 
 
@@ -92,28 +96,6 @@ def _renamed(old: str, new: str, value, current):
   return value
 
 
-def _check_arguments(inner_lr, outer_lr, inner_steps, meta_steps, first_order,
-                     plus_plus, msl_epochs, first_order_epochs, seed,
-                     steps_per_epoch, batching, compute_dtype, frozen) -> None:
-  task_sources.check_positive("inner_lr", inner_lr)
-  task_sources.check_positive("outer_lr", outer_lr)
-  task_sources.check_int("inner_steps", inner_steps, 1)
-  task_sources.check_int("meta_steps", meta_steps, 1)
-  task_sources.check_bool("first_order", first_order)
-  task_sources.check_bool("plus_plus", plus_plus)
-  task_sources.check_int("msl_epochs", msl_epochs, 1)
-  task_sources.check_int("first_order_epochs", first_order_epochs, 0)
-  task_sources.check_int("seed", seed, 0)
-  if steps_per_epoch is not None:
-    task_sources.check_int("steps_per_epoch", steps_per_epoch, 1)
-  if batching not in ("vmap", "map"):
-    raise ValueError(f"batching must be 'vmap' or 'map'; got {batching!r}.")
-  precision.check_compute_dtype("compute_dtype", compute_dtype)
-  if isinstance(frozen, str):
-    raise ValueError("frozen must be a sequence of path substrings, e.g. "
-                     f"('norm',); got the string {frozen!r}.")
-
-
 class _History(NamedTuple):
   losses: list
   step_losses: list
@@ -131,9 +113,23 @@ def _step_loss_table(rows: list, columns: int) -> np.ndarray:
   return table
 
 
+def _body_head(model, algorithm: algorithms.Algorithm, step_aware: bool,
+               compute_dtype: str):
+  """ANIL's fast path when the model is a Model that exposes its split."""
+  if (algorithm.head_only and isinstance(model, Model) and not step_aware
+      and model.body is not None):
+    return core.BodyHead(precision.compute_in(model.body, compute_dtype),
+                         model.head)
+  return None  # adapts through the whole model: same result, slower.
+
+
 def _inner_lrs(params: PyTree, inner_lr: float, inner_steps: int,
-               frozen: Sequence[str]) -> PyTree:
+               frozen: Sequence[str],
+               algorithm: algorithms.Algorithm) -> PyTree:
+  if algorithm.head_only and not frozen:
+    frozen = tuple(f"['{k}']" for k in params if k != "head")
   inner_lrs = core.fixed_inner_lrs(params, inner_lr, inner_steps,
+                                   per_element=algorithm.per_element_lrs,
                                    frozen=tuple(frozen))
   try:
     core.validate_inner_lrs(params, inner_lrs)
@@ -142,17 +138,22 @@ def _inner_lrs(params: PyTree, inner_lr: float, inner_steps: int,
   return inner_lrs
 
 
-def _data_at(source: task_sources.Source):
-  """meta_step -> the step's data: the pool/images, or the next batch."""
+def _data_at(source: task_sources.Source, mesh,
+             objective: objectives.Objective):
+  """meta_step -> the step's data: the pool/images (replicated over
+  ``mesh``), or the next batch (split over it)."""
   if source.batches is None:
-    return lambda _: source.data
+    data = sharding.replicate(source.data, mesh)
+    return lambda _: data
 
   def next_batch(step: int) -> Task:
     item = next(source.batches, None)
     if item is None:
       raise ValueError(f"tasks ran out after {step} batches; meta_steps "
                        "needs one per meta-step (pass a list to cycle).")
-    return task_sources.as_task_batch(item, "each item of tasks")
+    return distributed.global_batch(
+        task_sources.as_task_batch(item, "each item of tasks", objective),
+        mesh)
   return next_batch
 
 
@@ -175,6 +176,9 @@ def train_maml(model,
                batching: str = "vmap",
                compute_dtype: str = "float32",
                seed: int = 0,
+               devices: int = 0,
+               algorithm: Optional[str] = None,
+               loss: str | objectives.Objective = "cross_entropy",
                progress: bool | str = True,
                num_iterations: Optional[int] = None,
                iters_per_epoch: Optional[int] = None) -> TrainResult:
@@ -227,6 +231,17 @@ def train_maml(model,
     compute_dtype: ``"float32"`` or ``"bfloat16"`` (parameters, optimizer
       state and losses stay float32); ``apply_fn`` computes the same way.
     seed: seeds the initialisation (when ``params`` is None) and task draws.
+    devices: 0: split each meta-batch over every device (of every process
+      after ``jax.distributed.initialize``); N: the first N local devices.
+      The meta-batch must be a multiple of the count (docs/scaling.md).
+    algorithm: any name of :data:`metalearn.ALGORITHMS` (``metasgd``,
+      ``reptile``, ``anil``, ...) instead of the two flags. ``anil``
+      freezes every parameter outside ``head`` unless ``frozen`` says
+      otherwise; ``reptile`` has no meta-gradient (Adam then follows its
+      move, :mod:`metalearn.reptile`).
+    loss: ``"cross_entropy"`` (integer labels, accuracy reported),
+      ``"mse"`` (float targets shaped like the outputs, regression) or a
+      :class:`metalearn.objectives.Objective`.
     progress: show a progress bar; a string also labels it.
     num_iterations, iters_per_epoch: former names of ``meta_steps`` and
       ``steps_per_epoch`` (deprecated).
@@ -242,23 +257,30 @@ def train_maml(model,
                         meta_steps)
   steps_per_epoch = _renamed("iters_per_epoch", "steps_per_epoch",
                              iters_per_epoch, steps_per_epoch)
-  _check_arguments(inner_lr, outer_lr, inner_steps, meta_steps, first_order,
-                   plus_plus, msl_epochs, first_order_epochs, seed,
-                   steps_per_epoch, batching, compute_dtype, frozen)
-  algorithm = algorithms.from_flags(first_order, plus_plus)
+  task_sources.check_arguments(
+      inner_lr, outer_lr, inner_steps, meta_steps, first_order, plus_plus,
+      msl_epochs, first_order_epochs, seed, steps_per_epoch, batching,
+      compute_dtype, frozen)
+  model_in = model
+  algorithm = task_sources.resolve_algorithm(algorithm, first_order,
+                                             plus_plus)
+  objective = task_sources.resolve_objective(loss)
   init_key, task_key = jax.random.split(jax.random.key(seed))
   source = task_sources.resolve_tasks(tasks, task_data, meta_batch_size,
-                                      task_key)
+                                      task_key, objective)
   apply_fn, params, step_aware = task_sources.resolve_model(
       model, params, source.example.support_x[0], init_key)
-  task_sources.check_logits(apply_fn, params, step_aware, source.example)
+  task_sources.check_logits(apply_fn, params, step_aware, source.example,
+                            objective)
   apply_fn = precision.compute_in(apply_fn, compute_dtype)
-  inner_lrs = _inner_lrs(params, inner_lr, inner_steps, frozen)
+  inner_lrs = _inner_lrs(params, inner_lr, inner_steps, frozen, algorithm)
   epoch = (steps_per_epoch or source.steps_per_epoch
            or max(1, meta_steps // 100))
   optimizer = optax.adam(outer_lr)
-  state = step_lib.init_meta_state(params, inner_lrs, optimizer,
-                                   learn_inner_lrs=algorithm.learn_inner_lrs)
+  mesh = distributed.training_mesh(devices, source.batch_size)
+  state = sharding.replicate(step_lib.init_meta_state(
+      params, inner_lrs, optimizer,
+      learn_inner_lrs=algorithm.learn_inner_lrs), mesh)
   plan = schedules.phase_plan(
       meta_steps=meta_steps, steps_per_epoch=epoch,
       first_order=algorithm.first_order,
@@ -270,18 +292,21 @@ def train_maml(model,
       step_lib.make_meta_step, apply_fn, optimizer,
       source.task_fn or (lambda _, batch: batch),
       learn_inner_lrs=algorithm.learn_inner_lrs, step_aware=step_aware,
-      batching=batching)
+      batching=batching, task_sharding=sharding.task_sharding(mesh),
+      objective=objective, outer=algorithm.outer,
+      body_head=_body_head(model_in, algorithm, step_aware, compute_dtype))
   history = _History([], [])
+  distributed.synchronize(mesh)
   result = trainer.run(
       state,
       build_step=lambda phase, count: make(
           weights_fn if phase.multi_step_loss else None,
           first_order=phase.first_order, steps_per_call=count),
-      plan=plan, data_at=_data_at(source), key=task_key,
+      plan=plan, data_at=_data_at(source, mesh, objective), key=task_key,
       tasks_per_step=source.batch_size,
       on_chunk=functools.partial(_record, history),
       label=progress if isinstance(progress, str) else algorithm.label,
-      progress=bool(progress),
+      progress=bool(progress) and distributed.is_writer(),
       nan_hint=("Try a lower inner_lr or outer_lr, and check that the "
                 "inputs are scaled sensibly."))
   final = result.state
@@ -289,7 +314,8 @@ def train_maml(model,
       final.meta.params, final.meta.inner_lrs, final,
       np.asarray(history.losses, np.float32),
       _step_loss_table(history.step_losses,
-                       inner_steps if algorithm.multi_step_loss else 1),
+                       inner_steps if (algorithm.multi_step_loss or
+                                       algorithm.outer == "reptile") else 1),
       apply_fn, step_aware, _stats(result, meta_steps * source.batch_size))
 
 

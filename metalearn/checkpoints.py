@@ -30,6 +30,12 @@ What is guaranteed:
 
 A state is written only after its loss was checked finite, so a run that dies
 on a NaN leaves the last good checkpoint intact.
+
+Under several processes (:mod:`metalearn.distributed`) every process calls
+the same saves and restores of the same replicated state: orbax coordinates
+them (process 0 writes the replicated arrays and the JSON record), so the
+workdir must be on a file system every process sees, and every process
+resumes from it.
 """
 
 import hashlib
@@ -40,6 +46,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -159,8 +166,15 @@ def _first_usable(manager, steps, template, kind):
 
 
 def _set_aside(manager: ocp.CheckpointManager, steps, dest: Path) -> None:
-  """Moves unusable step directories out of the manager's sight."""
-  for step, _ in steps:
+  """Moves unusable step directories out of the manager's sight.
+
+  Under several processes (which all found the same steps unusable) only
+  process 0 moves them, between two barriers.
+  """
+  several = jax.process_count() > 1
+  if several and steps:
+    multihost_utils.sync_global_devices("metalearn_set_aside_start")
+  for step, _ in (steps if jax.process_index() == 0 else ()):
     source = Path(manager.directory) / str(step)
     if not source.exists():
       continue
@@ -170,6 +184,8 @@ def _set_aside(manager: ocp.CheckpointManager, steps, dest: Path) -> None:
       n += 1
       target = dest / f"{step}.{n}"
     shutil.move(str(source), str(target))
+  if several and steps:
+    multihost_utils.sync_global_devices("metalearn_set_aside_end")
   manager.reload()
 
 

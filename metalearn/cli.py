@@ -9,6 +9,10 @@ that survives the process, one-line errors, clean stops.
   one line and exits 2; ``--verbosity=1`` shows the traceback.
 * A non-finite loss or a workdir with no usable checkpoint prints its one
   line and exits 1.
+* Several processes: ``--coordinator_address``, ``--num_processes`` and
+  ``--process_id`` (or SLURM / Open MPI, detected by JAX) start
+  ``jax.distributed`` before anything else (:mod:`metalearn.distributed`,
+  docs/scaling.md); with one process nothing happens.
 * SIGINT/SIGTERM during training save a checkpoint first
   (:class:`metalearn.trainer.Interrupted`); the binary prints where it
   stopped and exits 128 + the signal number, as a shell does.
@@ -23,8 +27,18 @@ from absl import logging
 
 from metalearn import checkpoints
 from metalearn import compilation_cache
+from metalearn import distributed
 from metalearn import trainer
 
+_COORDINATOR_ADDRESS = flags.DEFINE_string(
+    "coordinator_address", None,
+    "Several processes: host:port of process 0 (else $JAX_COORDINATOR_ADDRESS"
+    " or JAX's detection of SLURM / Open MPI). See docs/scaling.md.")
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "Several processes: how many, >= 1.", lower_bound=1)
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "Several processes: this one's index, in "
+    "[0, num_processes).", lower_bound=0)
 _COMPILATION_CACHE = flags.DEFINE_bool(
     "compilation_cache", True,
     "Keep compiled programs in $METALEARN_JAX_CACHE_DIR (default "
@@ -45,6 +59,8 @@ def run_main(main: Callable[[], None]) -> None:
   if _COMPILATION_CACHE.value:
     compilation_cache.enable()
   try:
+    distributed.initialize(_COORDINATOR_ADDRESS.value, _NUM_PROCESSES.value,
+                           _PROCESS_ID.value)
     main()
   except ValueError as e:
     if verbose:

@@ -6,7 +6,9 @@ Each algorithm is the config with its ``algorithm`` field set, run by
 trains on the same tasks (one seed: the same batch at every meta-step),
 from the same initial weights (MAML++'s per-step batch-norm rows start as
 copies of the shared ones), and is tested on the same tasks; a comparison
-and a training run of one config report the same accuracy.
+and a training run of one config report the same accuracy. Under several
+processes (:mod:`metalearn.distributed`) every process runs every algorithm
+and process 0 alone prints and writes the report.
 """
 
 import json
@@ -15,12 +17,14 @@ import time
 import traceback
 from typing import Callable, Optional, Sequence
 
+import jax
 import ml_collections
 import numpy as np
 
 from metalearn import algorithms
 from metalearn import compilation_cache
 from metalearn import config_checks
+from metalearn import distributed
 from metalearn import profiling
 from metalearn import report
 from metalearn import runs
@@ -183,6 +187,16 @@ def run_comparison(config: ml_collections.ConfigDict,
   if not algorithm_names:
     raise ValueError("algorithms must name at least one of "
                      f"{', '.join(algorithms.ALGORITHMS)}.")
+  if config.loss != "cross_entropy":
+    raise ValueError(f"config.loss={config.loss!r} is invalid for a "
+                     "comparison: it ranks test accuracy, so it needs "
+                     "'cross_entropy' (train a regression config with "
+                     "experiments/train.py).")
+  if isolate and jax.process_count() > 1:
+    raise ValueError(f"isolate=True is invalid under {jax.process_count()} "
+                     "processes: every process must run every algorithm.")
+  if not distributed.is_writer():
+    log = lambda _: None  # noqa: E731  Process 0 alone prints and writes.
   for name in algorithm_names:
     config_for(config, name)  # Every name and the config check out first.
   lines = header(config, spec, command, isolate)
@@ -201,7 +215,13 @@ def run_comparison(config: ml_collections.ConfigDict,
 def write_report(results, config, output_dir: Path, lines: list[str],
                  wall: float, command: str, isolate: bool,
                  log: Callable[[str], None]) -> dict:
-  """Writes report.md, results.json and the plots; prints the tables."""
+  """Writes report.md, results.json and the plots; prints the tables.
+
+  Under several processes only process 0 writes; the others return the
+  summary without the plots.
+  """
+  if not distributed.is_writer():
+    return {"algorithms": {r.name: r._asdict() for r in results}}
   names = [r.name for r in results]
   baseline = BASELINE if BASELINE in names else names[0]
   best, reasons = report.recommend(results)

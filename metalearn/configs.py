@@ -31,7 +31,10 @@ def base() -> ml_collections.ConfigDict:
   c.algorithm = "maml"      # a name of metalearn.algorithms.ALGORITHMS.
   c.description = ""        # what this protocol is, for report headers.
   # Data.
-  c.dataset = "vinyals"     # tfds | lake | vinyals | mamlpp (metalearn.data).
+  c.dataset = "vinyals"     # Omniglot tfds | lake | vinyals | mamlpp,
+                            # mini_imagenet or sinusoid (metalearn.data).
+  c.data_dir = ""           # mini-ImageNet files ("" ->
+                            # $METALEARN_MINI_IMAGENET_DIR; docs/data.md).
   c.cache_dir = ""          # "" -> $METALEARN_CACHE_DIR or ~/.cache/metalearn.
   c.omniglot_dir = ""       # "" -> $METALEARN_OMNIGLOT_DIR, TFDS, download.
   c.rotate = True           # 90-degree rotations as new training classes.
@@ -40,8 +43,14 @@ def base() -> ml_collections.ConfigDict:
   c.n_query = 1             # query images per class while training.
   c.eval_n_query = 15       # query images per class for val/test tasks.
   c.train_pool = 0          # >0: train on a fixed pool of this many tasks.
-  # Model.
-  c.filters = 64
+  # Model and loss.
+  c.model = "conv4"         # conv4 | resnet12 | mlp
+  c.filters = 64            # conv4's channels.
+  c.widths = (64, 160, 320, 640)  # resnet12's block widths.
+  c.block_remat = False     # resnet12: recompute each block on the backward.
+  c.hidden = (40, 40)       # mlp's hidden widths.
+  c.activation = "relu"     # mlp's hidden activation: relu | tanh.
+  c.loss = "cross_entropy"  # cross_entropy | mse (metalearn.objectives).
   c.adapt_norm = False      # adapt batch-norm affines in the inner loop.
   # Inner loop.
   c.inner_steps = 1
@@ -50,12 +59,17 @@ def base() -> ml_collections.ConfigDict:
   # MAML++ (used by algorithms with plus_plus; see metalearn.algorithms).
   c.msl_epochs = 10         # multi-step loss annealing, in epochs.
   c.first_order_epochs = 0  # derivative-order annealing (second order only).
+  c.fast_head = True        # head-only (ANIL): run the body once per task.
+  # Reptile (metalearn.reptile).
+  c.reptile_inner = "sgd"   # sgd (inner_lr) | adam (reptile_adam_lr).
+  c.reptile_adam_lr = 1e-3
   # Outer loop.
   c.meta_batch_size = 32
   c.meta_steps = 60_000
   c.steps_per_epoch = 500
+  c.outer_optimizer = "adam"  # adam | sgd
   c.outer_lr = 1e-3
-  c.lr_schedule = "constant"  # constant | cosine
+  c.lr_schedule = "constant"  # constant | cosine | linear (to outer_lr_min)
   c.outer_lr_min = 1e-5
   # Loop, evaluation, checkpoints.
   c.steps_per_call = 50
@@ -73,6 +87,9 @@ def base() -> ml_collections.ConfigDict:
   c.conv_impl = "auto"      # auto | xla | matmul (auto: matmul on CPU)
   c.compute_dtype = "float32"  # float32 | bfloat16 (float32 parameters)
   c.progress = True
+  # Devices (docs/scaling.md): 0 = every device of every process; N = the
+  # first N local devices. meta_batch_size must be a multiple of the count.
+  c.devices = 0
   return c
 
 
@@ -119,6 +136,42 @@ def mamlpp(setting: str = "5w1s", algorithm: str = "mamlpp"
   c.outer_lr, c.outer_lr_min = 1e-3, 1e-5
   c.eval_every = c.checkpoint_every = 2_500
   return c
+
+
+# Nichol et al. 2018, Omniglot: setting -> (n_way, k_shot).
+REPTILE_SETTINGS = {"5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1),
+                    "20w5s": (20, 5)}
+
+
+def reptile(setting: str = "5w1s") -> ml_collections.ConfigDict:
+  """Nichol et al. 2018's Omniglot setting for Reptile.
+
+  Meta-batch 5, 100,000 meta-steps, outer SGD with step size 1.0 annealed
+  linearly to 0; 5 inner Adam steps (lr 0.001, beta1 0) on 10 examples per
+  class ("train shots" 10: here ``k_shot`` + ``n_query``, which Reptile
+  trains on together); 50 Adam steps on the support set at test time.
+  Differs from the paper: every inner step uses the task's whole set
+  instead of a mini-batch of 10, and batch norm is always transductive.
+  """
+  c = base()
+  c.algorithm = "reptile"
+  c.n_way, c.k_shot = _setting(REPTILE_SETTINGS, setting)
+  c.n_query = 10 - c.k_shot
+  c.meta_batch_size = 5
+  c.meta_steps = 100_000
+  c.outer_optimizer = "sgd"
+  c.outer_lr, c.lr_schedule, c.outer_lr_min = 1.0, "linear", 0.0
+  c.reptile_inner, c.reptile_adam_lr = "adam", 1e-3
+  c.inner_steps, c.eval_inner_steps = 5, 50
+  c.eval_every = c.checkpoint_every = 10_000
+  return c
+
+
+def metasgd(setting: str = "5w1s") -> ml_collections.ConfigDict:
+  """Li et al. 2017's Meta-SGD on Omniglot: MAML's setting with a learned
+  rate per parameter element, starting at MAML's inner rate (the paper
+  draws the initial rates uniformly from [0.005, 0.1])."""
+  return maml(setting, algorithm="metasgd")
 
 
 def differences(config: ml_collections.ConfigDict,

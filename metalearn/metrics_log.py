@@ -131,13 +131,19 @@ class MetricsWriter:
     resume_step: the step the run resumes from (the restored state's step);
       rows written after it by an earlier attempt are dropped first. None
       (a run that does not resume) keeps all complete rows.
+    active: False: write nothing at all (every process but the writer of a
+      multi-process run, see :mod:`metalearn.distributed`).
   """
 
   def __init__(self, workdir: str | Path, *,
-               resume_step: Optional[int] = None):
+               resume_step: Optional[int] = None, active: bool = True):
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    self.active = active
     self.path = workdir / "metrics.jsonl"
+    self._tb = None
+    if not active:
+      return
+    self.path.parent.mkdir(parents=True, exist_ok=True)
     truncate_jsonl(self.path, resume_step)
     self._tb = _event_file(workdir / "tensorboard")
     if self._tb is not None and resume_step is not None:
@@ -149,6 +155,8 @@ class MetricsWriter:
     The JSON line goes out in one ``write`` call and is flushed, so a kill
     leaves at most one partial last line, which the next resume drops.
     """
+    if not self.active:
+      return
     with open(self.path, "a") as f:
       f.write(json.dumps({"step": step, **row}) + "\n")
     if self._tb is not None:

@@ -15,15 +15,12 @@ meta-gradient, so the step that runs on one device runs unchanged on many::
 
 With one device the mesh has one entry and the constraint is a no-op.
 
-Several hosts (e.g. 2 nodes x 8 GPUs): start the same script once per host
-and call ``jax.distributed.initialize()`` before any other JAX call (on
-SLURM or Cloud TPU it reads its arguments from the environment; elsewhere
-pass ``coordinator_address="host0:1234", num_processes=2, process_id=i``).
-``jax.devices()`` then lists every device of every host, :func:`make_mesh`
-spans them all, and each host runs the same jitted step on its own devices'
-share of the tasks. Because tasks are sampled inside the step from a
-replicated dataset with a key that every host derives identically, no host
-feeds data to another. Log and checkpoint from ``jax.process_index() == 0``.
+Several processes (e.g. 2 hosts x 8 GPUs): see :mod:`metalearn.distributed`
+and docs/scaling.md. After ``jax.distributed.initialize()``,
+``jax.devices()`` lists every device of every process and :func:`make_mesh`
+spans them all; each process runs the same jitted step on its own devices'
+share of the tasks, sampled inside the step from a replicated dataset, so no
+process feeds data to another.
 """
 
 from typing import Optional, Sequence
@@ -86,12 +83,14 @@ def num_devices(mesh_or_count: Mesh | int) -> int:
   return int(mesh_or_count)
 
 
-def check_divisible(meta_batch_size: int, mesh_or_count: Mesh | int) -> None:
+def check_divisible(meta_batch_size: int, mesh_or_count: Mesh | int, *,
+                    hint: str = "or pass fewer devices to make_mesh") -> None:
   """Raises unless the meta-batch splits evenly across the devices.
 
   Args:
     meta_batch_size: tasks per meta-step.
     mesh_or_count: a mesh from :func:`make_mesh` or a device count.
+    hint: the other way out, after "change meta_batch_size".
 
   Raises:
     ValueError: naming ``meta_batch_size`` and the device count when the
@@ -102,5 +101,4 @@ def check_divisible(meta_batch_size: int, mesh_or_count: Mesh | int) -> None:
     raise ValueError(
         f"meta_batch_size={meta_batch_size} must be a positive multiple of "
         f"the number of devices ({n}) so every device gets the same number "
-        "of tasks; change meta_batch_size or pass fewer devices to "
-        "make_mesh.")
+        f"of tasks; change meta_batch_size {hint}.")

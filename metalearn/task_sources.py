@@ -18,9 +18,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metalearn import algorithms
 from metalearn import core
+from metalearn import objectives
+from metalearn import precision
 from metalearn.data import episodes
 from metalearn.models import Model
+from metalearn.objectives import CLASSIFICATION, Objective
 from metalearn.types import ApplyFn, PyTree, Task
 
 TaskSource = Task | Callable[..., Task] | Iterable[Task]
@@ -45,7 +49,8 @@ def check_bool(name: str, value) -> None:
     raise ValueError(f"{name} must be True or False; got {value!r}.")
 
 
-def as_task_batch(value, what: str) -> Task:
+def as_task_batch(value, what: str,
+                  objective: Objective = CLASSIFICATION) -> Task:
   """Checks one batch of tasks (leading task axis) and puts it on device."""
   if not isinstance(value, Task):
     raise ValueError(f"{what} must be a metalearn.Task batch; got "
@@ -56,7 +61,7 @@ def as_task_batch(value, what: str) -> Task:
                      f"{batch.support_y.shape}); add a leading task axis, "
                      "e.g. jax.tree.map(lambda x: x[None], task).")
   try:
-    core.validate_task(batch, batched=True)
+    core.validate_task(batch, batched=True, objective=objective)
   except ValueError as e:
     raise ValueError(f"{what}: {e}") from e
   return batch
@@ -72,7 +77,10 @@ class Source(NamedTuple):
   steps_per_epoch: Optional[int]
 
 
-def resolve_tasks(tasks, task_data, meta_batch_size, key) -> Source:
+def resolve_tasks(tasks, task_data, meta_batch_size, key,
+                  objective: Objective = CLASSIFICATION) -> Source:
+  """Normalises ``train_maml``'s ``tasks`` (a pool, a sampler or an
+  iterable of batches), checking targets against ``objective``."""
   if meta_batch_size is not None and not isinstance(tasks, Task):
     raise ValueError("meta_batch_size applies only to a fixed Task pool; "
                      "a sampler or an iterable gives its own batch size.")
@@ -81,7 +89,7 @@ def resolve_tasks(tasks, task_data, meta_batch_size, key) -> Source:
     raise ValueError("task_data is only used with a callable tasks "
                      "(task_fn(key, task_data) -> Task batch).")
   if isinstance(tasks, Task):
-    pool = as_task_batch(tasks, "tasks (a fixed pool)")
+    pool = as_task_batch(tasks, "tasks (a fixed pool)", objective)
     size = int(pool.support_y.shape[0])
     batch = DEFAULT_POOL_BATCH if meta_batch_size is None else meta_batch_size
     if meta_batch_size is None:
@@ -96,7 +104,7 @@ def resolve_tasks(tasks, task_data, meta_batch_size, key) -> Source:
     else:
       task_fn = tasks
     example = as_task_batch(task_fn(key, task_data),
-                             "tasks(key) (the sampler's output)")
+                            "tasks(key) (the sampler's output)", objective)
     return Source(task_fn, task_data, None, example,
                    int(example.support_y.shape[0]), None)
   if isinstance(tasks, (str, bytes, dict)) or not hasattr(tasks, "__iter__"):
@@ -108,7 +116,7 @@ def resolve_tasks(tasks, task_data, meta_batch_size, key) -> Source:
   first = next(iter(tasks), None)
   if first is None:
     raise ValueError("tasks is an empty iterable.")
-  example = as_task_batch(first, "each item of tasks")
+  example = as_task_batch(first, "each item of tasks", objective)
   if one_shot:
     batches = itertools.chain([first], tasks)
   else:  # Re-iterable (a list): go round it again and again.
@@ -168,8 +176,10 @@ def check_labels(example: Task) -> int:
   return high + 1
 
 
-def check_logits(apply_fn, params, step_aware, example: Task) -> None:
-  """The model maps one task's inputs to logits [B, n_way] for its labels."""
+def check_logits(apply_fn, params, step_aware, example: Task,
+                 objective: Objective = CLASSIFICATION) -> None:
+  """The model maps one task's inputs to logits [B, n_way] for its labels
+  (or, for regression, to outputs shaped like the targets)."""
   x = example.support_x[0]
   args = (params, x, jnp.int32(0)) if step_aware else (params, x)
   try:
@@ -177,6 +187,13 @@ def check_logits(apply_fn, params, step_aware, example: Task) -> None:
   except Exception as e:  # pylint: disable=broad-except
     raise ValueError(f"model: applying it to one task's support_x (shape "
                      f"{x.shape}) failed: {type(e).__name__}: {e}") from e
+  if not objective.integer_targets:
+    y = example.support_y[0]
+    if getattr(out, "shape", None) != y.shape:
+      raise ValueError(f"model gives outputs of shape "
+                       f"{getattr(out, 'shape', out)} for targets of shape "
+                       f"{y.shape} (loss={objective.name!r}).")
+    return
   if getattr(out, "ndim", None) != 2 or out.shape[0] != x.shape[0]:
     raise ValueError(f"model must map inputs [B, ...] to logits [B, n_way]; "
                      f"got {getattr(out, 'shape', out)} for inputs {x.shape}.")
@@ -185,3 +202,47 @@ def check_logits(apply_fn, params, step_aware, example: Task) -> None:
     raise ValueError(
         f"model gives {out.shape[1]} logits but the tasks are {n_way}-way "
         f"(labels 0..{n_way - 1}); build it with n_way={n_way}.")
+
+
+def check_arguments(inner_lr, outer_lr, inner_steps, meta_steps, first_order,
+                     plus_plus, msl_epochs, first_order_epochs, seed,
+                     steps_per_epoch, batching, compute_dtype, frozen) -> None:
+  """The scalar arguments of ``train_maml``; ValueError naming the bad one."""
+  check_positive("inner_lr", inner_lr)
+  check_positive("outer_lr", outer_lr)
+  check_int("inner_steps", inner_steps, 1)
+  check_int("meta_steps", meta_steps, 1)
+  check_bool("first_order", first_order)
+  check_bool("plus_plus", plus_plus)
+  check_int("msl_epochs", msl_epochs, 1)
+  check_int("first_order_epochs", first_order_epochs, 0)
+  check_int("seed", seed, 0)
+  if steps_per_epoch is not None:
+    check_int("steps_per_epoch", steps_per_epoch, 1)
+  if batching not in ("vmap", "map"):
+    raise ValueError(f"batching must be 'vmap' or 'map'; got {batching!r}.")
+  precision.check_compute_dtype("compute_dtype", compute_dtype)
+  if isinstance(frozen, str):
+    raise ValueError("frozen must be a sequence of path substrings, e.g. "
+                     f"('norm',); got the string {frozen!r}.")
+
+
+def resolve_algorithm(name: Optional[str], first_order: bool,
+               plus_plus: bool) -> algorithms.Algorithm:
+  """``algorithm=`` names any row of the table; else the two flags pick."""
+  if name is None:
+    return algorithms.from_flags(first_order, plus_plus)
+  if first_order or plus_plus:
+    raise ValueError(f"algorithm={name!r} sets first_order and plus_plus "
+                     "itself; leave those two flags False.")
+  try:
+    return algorithms.get(name)
+  except ValueError as e:
+    raise ValueError(f"algorithm: {e}") from None
+
+
+def resolve_objective(loss) -> objectives.Objective:
+  """``loss``: an Objective, or the name of one."""
+  if isinstance(loss, objectives.Objective):
+    return loss
+  return objectives.get(loss)

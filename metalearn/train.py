@@ -20,9 +20,11 @@ import numpy as np
 from metalearn import algorithms
 from metalearn import checkpoints
 from metalearn import config_checks
+from metalearn import distributed
 from metalearn import evaluate as evaluate_lib
 from metalearn import experiment
 from metalearn import metrics_log
+from metalearn import sharding
 from metalearn import step as step_lib
 from metalearn import trainer
 
@@ -45,8 +47,9 @@ def prepare_workdir(workdir: str | os.PathLike) -> Path:
 
 def _train_row(chunk: trainer.Chunk, tasks_per_step: int) -> dict:
   out, count = chunk.output, chunk.end - chunk.start
-  return {"loss": float(np.mean(out.loss)),
-          "accuracy": float(np.mean(out.step_accuracy[..., -1])),
+  accuracy = (None if out.step_accuracy is None
+              else float(np.mean(out.step_accuracy[..., -1])))
+  return {"loss": float(np.mean(out.loss)), "accuracy": accuracy,
           "last_step_loss": float(np.mean(out.step_loss[..., -1])),
           "grad_norm": float(np.mean(out.grad_norm)),
           "tasks_per_s": count * tasks_per_step / max(chunk.seconds, 1e-9),
@@ -83,10 +86,12 @@ def _on_mark(config, exp: experiment.Experiment,
     last = step == config.meta_steps or stop != trainer.DONE
     if exp.val_tasks is not None and config.eval_every and (
         step % config.eval_every == 0 or last):
-      val = experiment.evaluate_meta(config, exp, state.meta, exp.val_tasks)
+      val = experiment.evaluate_meta(
+          config, exp, distributed.local_copy(state.meta), exp.val_tasks)
       writer.write(step, {"val_accuracy": val.accuracy, "val_ci95": val.ci95,
                           "val_loss": val.loss})
-      ckpt.save_best(step, state, val.accuracy)
+      ckpt.save_best(step, state, val.accuracy if val.accuracy is not None
+                     else -val.loss)
     if last or (config.checkpoint_every and
                 step % config.checkpoint_every == 0):
       ckpt.save_latest(step, state)
@@ -145,40 +150,54 @@ def train_and_test(config: ml_collections.ConfigDict,
     metalearn.trainer.Interrupted: SIGINT or SIGTERM arrived; the state was
       saved first, and a rerun resumes from it.
     FloatingPointError: the meta-loss became non-finite.
+
+  The meta-batch is split over ``config.devices`` (0: every device of every
+  process, see :mod:`metalearn.distributed`); only process 0 writes files.
   """
   config_checks.validate_config(config)
-  workdir = prepare_workdir(workdir)
-  (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+  mesh = distributed.config_mesh(config)
+  writes = distributed.is_writer()
+  workdir = prepare_workdir(workdir) if writes else Path(workdir)
+  if writes:
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
   exp = experiment.build_experiment(config)
   ckpt = checkpoints.Checkpointer(workdir)
-  state = ckpt.restore_latest(experiment.initial_state(config, exp))
+  state = ckpt.restore_latest(
+      sharding.replicate(experiment.initial_state(config, exp), mesh))
   start = int(state.step)
-  writer = metrics_log.MetricsWriter(workdir, resume_step=start)
+  data = sharding.replicate(exp.train_data, mesh)
+  distributed.synchronize(mesh)
+  writer = metrics_log.MetricsWriter(workdir, resume_step=start,
+                                     active=writes)
   label = algorithms.get(config.algorithm).label
   try:
     result = trainer.run(
-        state, build_step=experiment.step_builder(config, exp), plan=exp.plan,
-        data_at=lambda _: exp.train_data, key=jax.random.key(config.seed),
+        state, build_step=experiment.step_builder(config, exp, mesh),
+        plan=exp.plan, data_at=lambda _: data,
+        key=jax.random.key(config.seed),
         steps_per_call=config.steps_per_call,
         tasks_per_step=config.meta_batch_size, marks=_marks(config),
         on_chunk=lambda c: writer.write(
             c.end, _train_row(c, config.meta_batch_size)),
         on_mark=_on_mark(config, exp, ckpt, writer),
         max_seconds=config.max_train_seconds, label=label,
-        progress=config.progress, nan_hint=_nan_hint(ckpt, workdir))
+        progress=config.progress and writes,
+        nan_hint=_nan_hint(ckpt, workdir))
   finally:
     writer.close()
     ckpt.wait()
   if result.stop == trainer.INTERRUPTED:
     raise trainer.Interrupted(int(result.state.step), result.signal)
-  if result.stop == trainer.OUT_OF_TIME:
+  if result.stop == trainer.OUT_OF_TIME and writes:
     print(f"max_train_seconds={config.max_train_seconds} reached after "
           f"{int(result.state.step)} meta-steps; evaluating. Rerun to "
           "continue training.")
   best = ckpt.restore_best(result.state)
-  test = experiment.evaluate_meta(config, exp, (best or result.state).meta,
-                       exp.test_tasks)
+  test = experiment.evaluate_meta(
+      config, exp, distributed.local_copy((best or result.state).meta),
+      exp.test_tasks)
   summary = _summary(config, result, test, best is not None, start)
-  (workdir / "eval.json").write_text(json.dumps(summary, indent=2))
-  print(evaluate_lib.format_table(test, title=f"{label} test"))
+  if writes:
+    (workdir / "eval.json").write_text(json.dumps(summary, indent=2))
+    print(evaluate_lib.format_table(test, title=f"{label} test"))
   return summary, test

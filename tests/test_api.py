@@ -190,3 +190,34 @@ def test_former_keyword_names_still_work():
     result = api.train_maml(helpers.tiny_model(), pool(), num_iterations=3,
                             meta_batch_size=4, first_order=True, **FAST)
   assert int(result.state.step) == 3 and result.losses.shape == (3,)
+
+
+@pytest.mark.parametrize("name", ["metasgd", "anil", "reptile"])
+def test_any_algorithm_of_the_table_learns_regression(name):
+  # loss="mse" on sine waves with a sampler: the query loss after adapting
+  # falls during training for every algorithm the two flags cannot name.
+  from metalearn.data import sinusoid
+  model = ml.models.mlp(1, input_shape=(1,), hidden=(40, 40),
+                        activation="relu")
+  sampler = lambda key: sinusoid.sample_tasks(key, batch_size=8, k_shot=10,
+                                              n_query=10)
+  result = api.train_maml(model, sampler, algorithm=name, loss="mse",
+                          inner_lr=0.01, outer_lr=0.003, inner_steps=1,
+                          meta_steps=600, progress=False)
+  start, end = learned(result, window=100)
+  assert end < 0.7 * start, (name, start, end)
+  assert (ml.algorithms.get(name).per_element_lrs
+          == (result.inner_lrs["head"]["kernel"].ndim == 3))
+
+
+def test_algorithm_and_flags_do_not_mix():
+  with pytest.raises(ValueError, match="algorithm='reptile' sets"):
+    api.train_maml(helpers.tiny_model(), pool(), algorithm="reptile",
+                   first_order=True, **FAST)
+  with pytest.raises(ValueError, match="algorithm: .*valid: maml"):
+    api.train_maml(helpers.tiny_model(), pool(), algorithm="protonet",
+                   **FAST)
+  with pytest.raises(ValueError, match="loss='hinge' is unknown"):
+    api.train_maml(helpers.tiny_model(), pool(), loss="hinge", **FAST)
+  with pytest.raises(ValueError, match=r"outputs of shape \(6, 3\)"):
+    api.train_maml(helpers.tiny_model(), pool(), loss="mse", **FAST)

@@ -12,6 +12,7 @@ import pytest
 
 from metalearn import algorithms
 from metalearn import compare
+from metalearn import config_checks
 from metalearn import configs
 from metalearn import report
 
@@ -119,8 +120,9 @@ def test_bad_flag_is_one_line_naming_it(tmp_path):
   assert proc.stderr.strip().splitlines()[-1].startswith(
       "compare.py: error: config.meta_steps=0 is invalid")
   assert "Traceback" not in proc.stderr
-  proc = binary("compare.py", "--algorithms=reptile", f"--output_dir={tmp_path}")
-  assert proc.returncode == 2 and "algorithm 'reptile' is unknown" in (
+  proc = binary("compare.py", "--algorithms=protonet",
+                f"--output_dir={tmp_path}")
+  assert proc.returncode == 2 and "algorithm 'protonet' is unknown" in (
       proc.stderr)
 
 
@@ -142,8 +144,10 @@ def test_config_for_sets_only_the_algorithm():
   c = compare.config_for(base, "fomaml")
   assert c.algorithm == "fomaml" and base.algorithm == "maml"
   assert configs.differences(c, base) == []
+  for name in algorithms.ALGORITHMS:  # --algorithms takes every name.
+    config_checks.validate_config(compare.config_for(base, name))
   with pytest.raises(ValueError, match="unknown"):
-    compare.config_for(base, "reptile")
+    compare.config_for(base, "protonet")
 
 
 def configs_module():

@@ -18,9 +18,10 @@ INT_FIELDS = {
     "first_order_epochs": 0, "eval_every": 0, "checkpoint_every": 0,
     "val_tasks": 0, "train_pool": 0, "seed": 0,
 }
-POSITIVE_FIELDS = ("inner_lr", "outer_lr")
+POSITIVE_FIELDS = ("inner_lr", "outer_lr", "reptile_adam_lr")
 CHOICE_FIELDS = ("algorithm", "dataset", "lr_schedule", "batching",
-                 "conv_impl", "compute_dtype")
+                 "conv_impl", "compute_dtype", "model", "loss",
+                 "outer_optimizer", "reptile_inner", "activation")
 NOT_AN_INT = st.one_of(st.floats(allow_nan=True), st.text(max_size=5),
                        st.none())
 
@@ -43,6 +44,26 @@ def test_the_defaults_and_every_paper_config_pass():
   for setting in configs.MAML_SETTINGS:
     config_checks.validate_config(configs.maml(setting))
     config_checks.validate_config(configs.mamlpp(setting))
+    config_checks.validate_config(configs.metasgd(setting))
+    config_checks.validate_config(configs.reptile(setting))
+
+
+@pytest.mark.parametrize("changes, field, words", [
+    ({"loss": "mse"}, "loss", "is classification"),
+    ({"dataset": "sinusoid"}, "loss", "is regression"),
+    ({"dataset": "sinusoid", "loss": "mse"}, "model", "is regression"),
+    ({"dataset": "mini_imagenet", "n_query": 600}, "n_query",
+     r"must be <= 600 \(examples per class of 'mini_imagenet'\)"),
+    ({"n_query": 20}, "n_query", r"must be <= 20"),
+    ({"lr_schedule": "linear", "outer_lr_min": 1.0}, "outer_lr_min",
+     r"\[0, outer_lr"),
+    ({"model": "resnet12", "widths": (8, 0, 8, 8)}, "widths", ">= 1"),
+])
+def test_combinations_are_checked(changes, field, words):
+  config = loose_config()
+  config.update(changes)
+  with pytest.raises(ValueError, match=f"config.{field}=.*{words}"):
+    config_checks.validate_config(config)
 
 
 @settings(max_examples=200, deadline=None)
@@ -69,13 +90,20 @@ def test_rates_must_be_positive_numbers(field, value):
 @given(st.sampled_from(CHOICE_FIELDS), st.text(max_size=12))
 def test_choices_outside_their_set(field, value):
   config = configs.base()
+  # Valid on their own with the defaults; "sinusoid" and "mse" are valid
+  # only together (test_combinations_are_checked).
   valid = {"algorithm": ("maml", "fomaml", "mamlpp", "mamlpp_first_order",
-                         "anil"),
-           "dataset": ("tfds", "lake", "vinyals", "mamlpp"),
-           "lr_schedule": ("constant", "cosine"),
+                         "anil", "metasgd", "reptile"),
+           "dataset": ("tfds", "lake", "vinyals", "mamlpp", "mini_imagenet"),
+           "lr_schedule": ("constant", "cosine", "linear"),
            "batching": ("vmap", "map"),
            "conv_impl": ("auto", "xla", "matmul"),
-           "compute_dtype": ("float32", "bfloat16")}[field]
+           "compute_dtype": ("float32", "bfloat16"),
+           "model": ("conv4", "resnet12", "mlp"),
+           "loss": ("cross_entropy",),
+           "outer_optimizer": ("adam", "sgd"),
+           "reptile_inner": ("sgd", "adam"),
+           "activation": ("relu", "tanh")}[field]
   if value in valid:
     config[field] = value
     config_checks.validate_config(config)

@@ -77,8 +77,38 @@ def _child_main() -> None:
                                  for s in tasks.query_x.addressable_shards}),
       "all_reduce": "all-reduce" in hlo,
       "steps": int(state.step),
+      **_train_maml_report(),
   }
   print(json.dumps(report))
+
+
+def _train_maml_report() -> dict:
+  """train_maml on 1 and on all 4 devices; and an indivisible meta-batch."""
+  from metalearn import api  # pylint: disable=g-import-not-at-top
+  from tests import helpers  # pylint: disable=g-import-not-at-top
+
+  pool = jax.jit(helpers.tiny_tasks, static_argnames="num_tasks")(
+      jax.random.key(1), num_tasks=8)
+  runs = {d: api.train_maml(helpers.tiny_model(), pool, meta_batch_size=4,
+                            meta_steps=3, devices=d, progress=False)
+          for d in (1, 0)}
+  try:
+    api.train_maml(helpers.tiny_model(), pool, meta_batch_size=6,
+                   meta_steps=1, progress=False)
+    error = ""
+  except ValueError as e:
+    error = str(e)
+  leaves = {d: jax.tree.leaves(r.params) for d, r in runs.items()}
+  return {
+      "train_maml_devices": {str(d): len(v[0].sharding.device_set)
+                             for d, v in leaves.items()},
+      "train_maml_max_abs_diff": max(
+          float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+          for a, b in zip(leaves[0], leaves[1])),
+      "train_maml_losses_close": bool(np.allclose(
+          runs[0].losses, runs[1].losses, rtol=1e-5)),
+      "indivisible_error": error,
+  }
 
 
 def child_env(device_count: int) -> dict[str, str]:
@@ -126,6 +156,16 @@ def test_tasks_are_split_and_params_replicated(four_device_report):
   assert r["task_shard_rows"] == [2]  # 8 tasks over 4 devices.
   assert r["params_replicated"]
   assert r["all_reduce"]  # the meta-gradient is summed across devices.
+
+
+def test_train_maml_splits_over_every_device_by_default(four_device_report):
+  r = four_device_report
+  assert r["train_maml_devices"] == {"0": 4, "1": 1}
+  assert r["train_maml_max_abs_diff"] < 1e-5
+  assert r["train_maml_losses_close"]
+  assert "meta_batch_size=6" in r["indivisible_error"]
+  assert "(4)" in r["indivisible_error"]
+  assert "devices" in r["indivisible_error"]
 
 
 def test_check_divisible():
