@@ -340,3 +340,26 @@ def test_prepare_command(tmp_path, images):
                        cwd=REPO, env=env).stdout
   assert "mini-ImageNet cache: " in out and "pickles" in out
   assert "train   3 classes x 6 images, 84x84x3 (expected 64 x 600)" in out
+
+
+def test_the_config_trains_and_tests_on_generated_files(tmp_path, images):
+  # End to end: the paper config, shrunk, on a generated CSV dataset; the
+  # 84x84x3 model, the colour sampler and the cache meet in one run.
+  from metalearn import train  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location(
+      "mini_imagenet_config", REPO / "experiments" / "configs" /
+      "mini_imagenet.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config("maml:5w1s")
+  config.data_dir = str(write_csv_format(tmp_path / "csv", images))
+  config.cache_dir = str(tmp_path / "cache")
+  config.update(dict(n_way=2, n_query=2, eval_n_query=2, filters=4,
+                     inner_steps=1, eval_inner_steps=1, meta_batch_size=2,
+                     meta_steps=2, steps_per_call=2, eval_every=0,
+                     checkpoint_every=0, val_tasks=0, test_tasks=4,
+                     conv_impl="xla", progress=False))
+  summary, test = train.train_and_test(config, tmp_path / "run")
+  assert summary["dataset"] == "mini_imagenet" and summary["meta_steps"] == 2
+  assert test.num_tasks == 4 and 0.0 <= test.accuracy <= 1.0
+  assert np.isfinite(test.loss)

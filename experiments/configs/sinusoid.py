@@ -14,15 +14,11 @@ drew K query points per task; here every task has 10 query points while
 training (``n_query``) and 100 at test (``eval_n_query``: the same expected
 MSE, measured with less noise).
 
-Measured (2-core AMD EPYC CPU shared with other jobs, commit 8e53123 plus
-working-tree changes), the whole command above with 70,000 meta-steps and
-600 test tasks: K = 10 in 80 s, test query MSE 0.379 after 1 step and
-0.102 ± 0.012 after 10; K = 5 in 70 s, 0.546 and 0.344 ± 0.042. Step
-size 0.01 for 10 steps is not always stable at K = 5: on another draw of
-600 test tasks one task (support points crowded at x > 4, A = 4.3)
-diverged to MSE 3.8e3 and the mean to 6.7 (median 0.13). The pretrained
-baseline scores 1.6 to 2.2 after 10 steps (notebooks/sinusoid_regression.py;
-metalearn.pretrain).
+Measured (time to convergence on a 2-core CPU, MSE after 1 and 10 steps,
+MAML against the pretrained baseline): docs/benchmarks.md ("Sine-wave
+regression"). At K = 5, 10 steps at 0.01 can diverge on a task whose
+support points crowd one end of the range; the mean MSE then jumps while
+the median does not.
 """
 
 from metalearn import algorithms
