@@ -190,7 +190,7 @@ def test_outer_rate_follows_cosine_schedule(omniglot_cache_dir):
 
 
 @pytest.mark.parametrize("field,value,words", [
-    ("algorithm", "reptile", ["config.algorithm", "maml, fomaml"]),
+    ("algorithm", "protonet", ["config.algorithm", "maml, fomaml"]),
     ("dataset", "imagenet", ["config.dataset", "lake", "vinyals", "tfds"]),
     ("seed", -1, ["config.seed=-1", ">= 0"]),
     ("inner_steps", 0, ["config.inner_steps=0", ">= 1"]),
