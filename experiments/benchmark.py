@@ -11,8 +11,8 @@ runs the whole GPU grid):
       --meta_batch_sizes=32,128 --inner_steps=1 --filters=64 \
       --modes=plain,tuned,tuned+unroll,tuned+remat --output_dir=$OUT
 
-ResNet-12 MAML vs FOMAML, reduced widths, on a CPU (about 10 minutes on 2
-cores; docs/results/resnet12_cpu.md):
+ResNet-12 MAML vs FOMAML, reduced widths, on a CPU (about 4 minutes on 2
+idle cores; docs/benchmarks.md, "ResNet-12: MAML against FOMAML"):
 
   python experiments/benchmark.py --model=resnet12 --widths=16,32,64,128 \
       --image_size=32 --channels=3 --algorithms=maml,fomaml \

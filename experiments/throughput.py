@@ -1,13 +1,13 @@
 r"""Throughput curves: tasks/s and memory against meta-batch and devices.
 
-CPU (2 cores, about 10 minutes; docs/results/throughput_cpu.md):
+CPU (about 2 minutes on 2 idle cores; docs/benchmarks.md, "Throughput
+curves"):
 
-  python experiments/throughput.py --output_dir=runs/throughput_cpu
+  python experiments/throughput.py --n_query=1 --max_temp_gib=8 \
+      --output_dir=runs/throughput_cpu
 
-GPU (one host, every GPU; docs/scaling.md):
-
-  python experiments/throughput.py --filters=64 --device_counts=1,2,4,8 \
-      --devices_meta_batch=32 --output_dir=runs/throughput_gpu
+GPU (one host, every GPU): the one-line command in docs/scaling.md
+("Throughput curves").
 
 Records, for the library's meta-step on Omniglot-shaped synthetic tasks,
 tasks/s, XLA scratch bytes and XLA-counted FLOP/s (as a fraction of a large

@@ -1,7 +1,9 @@
-r"""Meta-trains and evaluates one config on Omniglot.
+r"""Meta-trains and evaluates one config (Omniglot, mini-ImageNet, sines).
 
   python experiments/train.py --config=experiments/configs/maml.py:5w1s \
       --workdir=runs/maml_5w1s --config.meta_steps=2000
+  python experiments/train.py --config=experiments/configs/sinusoid.py:maml:10 \
+      --workdir=runs/sinusoid_maml_10
 
 Any config field can be overridden with ``--config.FIELD=VALUE``. Rerunning
 with the same ``--workdir`` resumes from the latest checkpoint; Ctrl-C or
