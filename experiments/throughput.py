@@ -3,8 +3,7 @@ r"""Throughput curves: tasks/s and memory against meta-batch and devices.
 CPU (about 2 minutes on 2 idle cores; docs/benchmarks.md, "Throughput
 curves"):
 
-  python experiments/throughput.py --n_query=1 --max_temp_gib=8 \
-      --output_dir=runs/throughput_cpu
+  python experiments/throughput.py --n_query=1 --output_dir=runs/throughput_cpu
 
 GPU (one host, every GPU): the one-line command in docs/scaling.md
 ("Throughput curves").
@@ -50,7 +49,7 @@ _FILTERS = flags.DEFINE_integer("filters", 16, "Conv-4 channels.")
 _STEPS = flags.DEFINE_integer("steps", 3, "Timed meta-steps per point.")
 _WARMUP = flags.DEFINE_integer("warmup", 1, "Meta-steps before timing.")
 _MAX_TEMP_GIB = flags.DEFINE_float(
-    "max_temp_gib", 4.0, "Skip timing a point whose XLA scratch per device "
+    "max_temp_gib", 8.0, "Skip timing a point whose XLA scratch per device "
     "exceeds this (0: never skip).")
 _MATMUL_SIZE = flags.DEFINE_integer("matmul_size", 2048,
                                     "Side of the reference float32 matmul.")
