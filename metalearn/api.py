@@ -127,7 +127,7 @@ def _inner_lrs(params: PyTree, inner_lr: float, inner_steps: int,
                frozen: Sequence[str],
                algorithm: algorithms.Algorithm) -> PyTree:
   if algorithm.head_only and not frozen:
-    frozen = tuple(f"['{k}']" for k in params if k != "head")
+    frozen = core.frozen_outside_head(params)
   inner_lrs = core.fixed_inner_lrs(params, inner_lr, inner_steps,
                                    per_element=algorithm.per_element_lrs,
                                    frozen=tuple(frozen))

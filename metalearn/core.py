@@ -327,3 +327,4 @@ def task_runner(apply_fn: ApplyFn, params: PyTree, inner_lrs: PyTree, *,
 
 fixed_inner_lrs = inner_lrs_lib.fixed_inner_lrs
 extend_inner_lrs = inner_lrs_lib.extend_inner_lrs
+frozen_outside_head = inner_lrs_lib.outside_head

@@ -99,7 +99,7 @@ def build_inner_lrs(config: ml_collections.ConfigDict, params: PyTree
   algorithm = algorithms.get(config.algorithm)
   frozen = () if config.adapt_norm else ("norm",)
   if algorithm.head_only:
-    frozen = tuple(f"['{k}']" for k in params if k != "head")
+    frozen = core.frozen_outside_head(params)
   return core.fixed_inner_lrs(params, config.inner_lr, config.inner_steps,
                               per_element=algorithm.per_element_lrs,
                               frozen=frozen)

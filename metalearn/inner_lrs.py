@@ -71,3 +71,9 @@ def extend_inner_lrs(inner_lrs: PyTree, inner_steps: int) -> PyTree:
     return jnp.concatenate([lr, tail], axis=0)
 
   return jax.tree.map(fit, inner_lrs, is_leaf=_is_none)
+
+
+def outside_head(params: PyTree) -> tuple[str, ...]:
+  """``frozen`` path substrings of every top-level entry but ``'head'``:
+  a head-only inner loop (ANIL)."""
+  return tuple(f"['{k}']" for k in params if k != "head")

@@ -21,6 +21,7 @@ from metalearn.models.conv4 import Model
 from metalearn.models.conv4 import ShiftedMatmulConv
 from metalearn.models.conv4 import TransductiveBatchNorm
 from metalearn.models.conv4 import resolve_conv_impl
+from metalearn.models.conv4 import without_head
 from metalearn.types import Array, PyTree
 
 WIDTHS = (64, 160, 320, 640)
@@ -147,8 +148,7 @@ def resnet12(n_way: int,
     return module.init(key, dummy)["params"]
 
   def features(params: PyTree, x: Array, step: Optional[Array] = None):
-    body_params = {k: v for k, v in params.items() if k != "head"}
-    return body_module.apply({"params": body_params}, x, step)
+    return body_module.apply({"params": without_head(params)}, x, step)
 
   def head(params: PyTree, feats: Array) -> Array:
     return head_module.apply({"params": params["head"]}, feats)
