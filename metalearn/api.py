@@ -32,7 +32,7 @@ from metalearn import precision
 from metalearn import schedules
 from metalearn import sharding
 from metalearn import step as step_lib
-from metalearn import task_sources
+from metalearn import api_inputs
 from metalearn import trainer
 from metalearn.models import Model
 from metalearn.types import ApplyFn, PyTree, Task
@@ -138,7 +138,7 @@ def _inner_lrs(params: PyTree, inner_lr: float, inner_steps: int,
   return inner_lrs
 
 
-def _data_at(source: task_sources.Source, mesh,
+def _data_at(source: api_inputs.Source, mesh,
              objective: objectives.Objective):
   """meta_step -> the step's data: the pool/images (replicated over
   ``mesh``), or the next batch (split over it)."""
@@ -152,13 +152,13 @@ def _data_at(source: task_sources.Source, mesh,
       raise ValueError(f"tasks ran out after {step} batches; meta_steps "
                        "needs one per meta-step (pass a list to cycle).")
     return distributed.global_batch(
-        task_sources.as_task_batch(item, "each item of tasks", objective),
+        api_inputs.as_task_batch(item, "each item of tasks", objective),
         mesh)
   return next_batch
 
 
 def train_maml(model,
-               tasks: task_sources.TaskSource,
+               tasks: api_inputs.TaskSource,
                *,
                params: Optional[PyTree] = None,
                inner_lr: float = 0.01,
@@ -257,20 +257,20 @@ def train_maml(model,
                         meta_steps)
   steps_per_epoch = _renamed("iters_per_epoch", "steps_per_epoch",
                              iters_per_epoch, steps_per_epoch)
-  task_sources.check_arguments(
+  api_inputs.check_arguments(
       inner_lr, outer_lr, inner_steps, meta_steps, first_order, plus_plus,
       msl_epochs, first_order_epochs, seed, steps_per_epoch, batching,
       compute_dtype, frozen)
   model_in = model
-  algorithm = task_sources.resolve_algorithm(algorithm, first_order,
+  algorithm = api_inputs.resolve_algorithm(algorithm, first_order,
                                              plus_plus)
-  objective = task_sources.resolve_objective(loss)
+  objective = api_inputs.resolve_objective(loss)
   init_key, task_key = jax.random.split(jax.random.key(seed))
-  source = task_sources.resolve_tasks(tasks, task_data, meta_batch_size,
+  source = api_inputs.resolve_tasks(tasks, task_data, meta_batch_size,
                                       task_key, objective)
-  apply_fn, params, step_aware = task_sources.resolve_model(
+  apply_fn, params, step_aware = api_inputs.resolve_model(
       model, params, source.example.support_x[0], init_key)
-  task_sources.check_logits(apply_fn, params, step_aware, source.example,
+  api_inputs.check_logits(apply_fn, params, step_aware, source.example,
                             objective)
   apply_fn = precision.compute_in(apply_fn, compute_dtype)
   inner_lrs = _inner_lrs(params, inner_lr, inner_steps, frozen, algorithm)

@@ -1,7 +1,7 @@
 """The algorithms of one config side by side: records and a report.
 
 Each algorithm is the config with its ``algorithm`` field set, run by
-:func:`metalearn.train.train_and_test`, the same code as
+:func:`metalearn.train.train_and_evaluate`, the same code as
 ``experiments/train.py``, in ``output_dir/<algorithm>``. So every algorithm
 trains on the same tasks (one seed: the same batch at every meta-step),
 from the same initial weights (MAML++'s per-step batch-norm rows start as
@@ -100,7 +100,7 @@ def run_algorithm(config: ml_collections.ConfigDict, name: str,
   workdir = Path(output_dir) / name
   start = time.perf_counter()
   before, _ = profiling.peak_memory()
-  summary, test = train.train_and_test(c, workdir)
+  summary, test = train.train_and_evaluate(c, workdir)
   peak, source = profiling.peak_memory()
   where = "own process" if isolated else (
       "shared process: includes what ran before; see the delta")

@@ -13,7 +13,7 @@ from typing import NamedTuple, Optional
 import ml_collections
 
 from metalearn import checkpoints
-from metalearn import experiment
+from metalearn import build
 from metalearn.types import MetaParams
 
 
@@ -58,7 +58,7 @@ def read_config(workdir: str | Path) -> ml_collections.ConfigDict:
 class Restored(NamedTuple):
   """A run brought back: its config, experiment and meta-parameters."""
   config: ml_collections.ConfigDict
-  experiment: experiment.Experiment
+  experiment: build.Experiment
   meta: MetaParams
   step: int
 
@@ -70,8 +70,8 @@ def restore(workdir: str | Path, which: str = "best",
   if which not in ("best", "latest"):
     raise ValueError(f"which must be 'best' or 'latest'; got {which!r}.")
   config = config or read_config(workdir)
-  exp = experiment.build_experiment(config)
-  template = experiment.initial_state(config, exp)
+  exp = build.build_experiment(config)
+  template = build.initial_state(config, exp)
   ckpt = checkpoints.Checkpointer(workdir)
   state = ckpt.restore_best(template) if which == "best" else None
   if state is None:

@@ -12,6 +12,7 @@ by validation accuracy), ``eval.json``.
 import json
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import ml_collections
@@ -22,7 +23,7 @@ from metalearn import checkpoints
 from metalearn import config_checks
 from metalearn import distributed
 from metalearn import evaluate as evaluate_lib
-from metalearn import experiment
+from metalearn import build
 from metalearn import metrics_log
 from metalearn import sharding
 from metalearn import step as step_lib
@@ -78,7 +79,7 @@ def _marks(config: ml_collections.ConfigDict) -> list[int]:
   return sorted(marks)
 
 
-def _on_mark(config, exp: experiment.Experiment,
+def _on_mark(config, exp: build.Experiment,
              ckpt: checkpoints.Checkpointer,
              writer: metrics_log.MetricsWriter):
   """Validation and checkpoints at the marks, the end and an early stop."""
@@ -86,7 +87,7 @@ def _on_mark(config, exp: experiment.Experiment,
     last = step == config.meta_steps or stop != trainer.DONE
     if exp.val_tasks is not None and config.eval_every and (
         step % config.eval_every == 0 or last):
-      val = experiment.evaluate_meta(
+      val = build.evaluate_meta(
           config, exp, distributed.local_copy(state.meta), exp.val_tasks)
       writer.write(step, {"val_accuracy": val.accuracy, "val_ci95": val.ci95,
                           "val_loss": val.loss})
@@ -121,18 +122,19 @@ def _summary(config, result: trainer.RunResult, test, used_best: bool,
   }
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict,
-                       workdir: str | os.PathLike) -> dict:
-  """Meta-trains, validates, checkpoints, resumes and tests.
+class Outcome(NamedTuple):
+  """What :func:`train_and_evaluate` returns.
 
-  See :func:`train_and_test`; returns only the summary.
+  Attributes:
+    summary: the dict written to ``workdir/eval.json``.
+    test: the full test result (per-task accuracies included).
   """
-  return train_and_test(config, workdir)[0]
+  summary: dict
+  test: evaluate_lib.EvalResult
 
 
-def train_and_test(config: ml_collections.ConfigDict,
-                   workdir: str | os.PathLike
-                  ) -> tuple[dict, evaluate_lib.EvalResult]:
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str | os.PathLike) -> Outcome:
   """Meta-trains, validates, checkpoints, resumes and tests.
 
   Args:
@@ -142,8 +144,7 @@ def train_and_test(config: ml_collections.ConfigDict,
     workdir: output directory; an existing run there is resumed.
 
   Returns:
-    ``(summary, test)``: the summary written to ``workdir/eval.json`` and
-    the full test result (per-task accuracies included).
+    An :class:`Outcome`: ``(summary, test)``.
 
   Raises:
     ValueError: a bad config field or workdir, named.
@@ -160,10 +161,10 @@ def train_and_test(config: ml_collections.ConfigDict,
   workdir = prepare_workdir(workdir) if writes else Path(workdir)
   if writes:
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
-  exp = experiment.build_experiment(config)
+  exp = build.build_experiment(config)
   ckpt = checkpoints.Checkpointer(workdir)
   state = ckpt.restore_latest(
-      sharding.replicate(experiment.initial_state(config, exp), mesh))
+      sharding.replicate(build.initial_state(config, exp), mesh))
   start = int(state.step)
   data = sharding.replicate(exp.train_data, mesh)
   distributed.synchronize(mesh)
@@ -172,7 +173,7 @@ def train_and_test(config: ml_collections.ConfigDict,
   label = algorithms.get(config.algorithm).label
   try:
     result = trainer.run(
-        state, build_step=experiment.step_builder(config, exp, mesh),
+        state, build_step=build.step_builder(config, exp, mesh),
         plan=exp.plan, data_at=lambda _: data,
         key=jax.random.key(config.seed),
         steps_per_call=config.steps_per_call,
@@ -193,11 +194,11 @@ def train_and_test(config: ml_collections.ConfigDict,
           f"{int(result.state.step)} meta-steps; evaluating. Rerun to "
           "continue training.")
   best = ckpt.restore_best(result.state)
-  test = experiment.evaluate_meta(
+  test = build.evaluate_meta(
       config, exp, distributed.local_copy((best or result.state).meta),
       exp.test_tasks)
   summary = _summary(config, result, test, best is not None, start)
   if writes:
     (workdir / "eval.json").write_text(json.dumps(summary, indent=2))
     print(evaluate_lib.format_table(test, title=f"{label} test"))
-  return summary, test
+  return Outcome(summary, test)

@@ -101,7 +101,7 @@ import numpy as np
 import metalearn as ml
 from metalearn import configs
 from metalearn import evaluate
-from metalearn import experiment
+from metalearn import build
 from metalearn import runs
 from metalearn import train
 
@@ -111,7 +111,7 @@ cache_dir = ml.data.ensure_cache(progress=True)  # Omniglot, built once
 # %% [markdown]
 # ## What adapts
 #
-# `metalearn.experiment.build_inner_lrs` gives each parameter tensor an
+# `metalearn.build.build_inner_lrs` gives each parameter tensor an
 # `[inner_steps]` rate, or `None` for a tensor the inner loop leaves alone
 # (batch-norm affines for both; the whole body for ANIL).
 
@@ -126,8 +126,8 @@ for config in (pp_config, anil_config):
 
 
 def adapted_leaves(config):
-  params = experiment.build_model(config).init(jax.random.key(0))
-  lrs = experiment.build_inner_lrs(config, params)
+  params = build.build_model(config).init(jax.random.key(0))
+  lrs = build.build_inner_lrs(config, params)
   flat = jax.tree_util.tree_leaves_with_path(lrs, is_leaf=lambda x: x is None)
   return {jax.tree_util.keystr(path): lr is not None for path, lr in flat}
 
@@ -141,7 +141,7 @@ for name in pp_adapted:
 # %% [markdown]
 # ## Train both on the same tasks
 #
-# `metalearn.train.train_and_test` trains, then tests on the fixed test
+# `metalearn.train.train_and_evaluate` trains, then tests on the fixed test
 # tasks; it returns the summary (also written to `eval.json` in the run's
 # workdir) and the full `EvalResult`. `metalearn.runs.read_metrics` reads
 # the training rows back from the workdir.
@@ -151,7 +151,7 @@ RUNS = None if SMALL else Path.home() / "metalearn_runs"
 
 
 class Run(NamedTuple):
-  """One finished train_and_test run."""
+  """One finished train_and_evaluate run."""
   name: str
   config: object
   workdir: Path
@@ -166,7 +166,7 @@ def train_run(name, config):
   workdir = (RUNS / name if RUNS else
              Path(tempfile.mkdtemp(prefix=f"metalearn-{name}-")))
   start = time.perf_counter()
-  summary, test = train.train_and_test(config, workdir)
+  summary, test = train.train_and_evaluate(config, workdir)
   wall = time.perf_counter() - start
   return Run(name, config, workdir, summary, test, runs.read_metrics(workdir),
              wall)

@@ -24,7 +24,7 @@
 # accuracy ± 95% confidence interval), plots the training curve and the
 # accuracy after each inner step, then switches the algorithm to
 # **first-order MAML (FOMAML)** on the same tasks and compares time and
-# accuracy. Every run is `metalearn.train.train_and_test` on a config of
+# accuracy. Every run is `metalearn.train.train_and_evaluate` on a config of
 # `metalearn.configs`: the same code the command-line trainer
 # (`experiments/train.py`) runs.
 #
@@ -142,7 +142,7 @@ fig.tight_layout()
 #
 # `metalearn.configs.maml` holds Finn et al.'s settings (for 5w1s: one inner
 # SGD step at rate 0.4 while training, three at test time, second-order
-# meta-gradient); `OVERRIDES` shrinks it at the small size. `train_and_test`
+# meta-gradient); `OVERRIDES` shrinks it at the small size. `train_and_evaluate`
 # compiles the meta-step (task sampling, inner loop, meta-gradient and Adam
 # update in one program), trains, and tests on the fixed test tasks. It
 # returns the summary (also written to `eval.json` in the run's workdir) and
@@ -154,7 +154,7 @@ RUNS = None if SMALL else Path.home() / "metalearn_runs"
 
 
 class Run(NamedTuple):
-  """One finished train_and_test run."""
+  """One finished train_and_evaluate run."""
   name: str
   config: object
   workdir: Path
@@ -169,7 +169,7 @@ def train_run(name, config):
   workdir = (RUNS / name if RUNS else
              Path(tempfile.mkdtemp(prefix=f"metalearn-{name}-")))
   start = time.perf_counter()
-  summary, test = train.train_and_test(config, workdir)
+  summary, test = train.train_and_evaluate(config, workdir)
   wall = time.perf_counter() - start
   return Run(name, config, workdir, summary, test, runs.read_metrics(workdir),
              wall)

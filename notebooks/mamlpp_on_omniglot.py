@@ -180,7 +180,7 @@ save(fig, "mamlpp_msl_weights")
 # %% [markdown]
 # ## Train both
 #
-# `metalearn.train.train_and_test` trains, then tests on the fixed test
+# `metalearn.train.train_and_evaluate` trains, then tests on the fixed test
 # tasks; it returns the summary (also written to `eval.json` in the run's
 # workdir) and the full `EvalResult`, per task and per inner step.
 # `metalearn.runs.read_metrics` reads the training rows back from the
@@ -191,7 +191,7 @@ RUNS = None if SMALL else Path.home() / "metalearn_runs"
 
 
 class Run(NamedTuple):
-  """One finished train_and_test run."""
+  """One finished train_and_evaluate run."""
   name: str
   config: object
   workdir: Path
@@ -206,7 +206,7 @@ def train_run(name, config):
   workdir = (RUNS / name if RUNS else
              Path(tempfile.mkdtemp(prefix=f"metalearn-{name}-")))
   start = time.perf_counter()
-  summary, test = train.train_and_test(config, workdir)
+  summary, test = train.train_and_evaluate(config, workdir)
   wall = time.perf_counter() - start
   return Run(name, config, workdir, summary, test, runs.read_metrics(workdir),
              wall)

@@ -359,7 +359,7 @@ def test_the_config_trains_and_tests_on_generated_files(tmp_path, images):
                      meta_steps=2, steps_per_call=2, eval_every=0,
                      checkpoint_every=0, val_tasks=0, test_tasks=4,
                      conv_impl="xla", progress=False))
-  summary, test = train.train_and_test(config, tmp_path / "run")
+  summary, test = train.train_and_evaluate(config, tmp_path / "run")
   assert summary["dataset"] == "mini_imagenet" and summary["meta_steps"] == 2
   assert test.num_tasks == 4 and 0.0 <= test.accuracy <= 1.0
   assert np.isfinite(test.loss)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from metalearn import configs
-from metalearn import experiment
+from metalearn import build
 from metalearn import train
 from metalearn import trainer
 
@@ -54,7 +54,7 @@ def read_jsonl(path):
 def test_smoke_writes_every_output_and_learns(tmp_path, omniglot_cache_dir):
   config = maml_config(omniglot_cache_dir, meta_steps=40, steps_per_call=10,
                        eval_every=20, checkpoint_every=20, outer_lr=1e-2)
-  summary = train.train_and_evaluate(config, tmp_path)
+  summary, _ = train.train_and_evaluate(config, tmp_path)
   for name in ("config.json", "metrics.jsonl", "eval.json"):
     assert (tmp_path / name).is_file(), name
   assert any((tmp_path / "checkpoints").iterdir())
@@ -95,7 +95,7 @@ def test_resume_matches_uninterrupted_run(tmp_path, omniglot_cache_dir):
 def _final_state(config, workdir):
   """Trains, then restores the latest checkpoint's state."""
   train.train_and_evaluate(config, workdir)
-  state = experiment.initial_state(config, experiment.build_experiment(config))
+  state = build.initial_state(config, build.build_experiment(config))
   return train.checkpoints.Checkpointer(workdir).restore_latest(state)
 
 
@@ -114,21 +114,21 @@ def test_derivative_order_annealing_starts_first_order(tmp_path,
                a.meta, b.meta)
   assert not np.allclose(a.meta.params["conv0"]["kernel"],
                          c.meta.params["conv0"]["kernel"], rtol=1e-4)
-  assert experiment.build_plan(annealed).phase_at(3).first_order
-  assert not experiment.build_plan(annealed).phase_at(4).first_order
+  assert build.build_plan(annealed).phase_at(3).first_order
+  assert not build.build_plan(annealed).phase_at(4).first_order
 
 
 def test_mamlpp_switches_change_what_they_should(tmp_path, omniglot_cache_dir):
   c = mamlpp_config(omniglot_cache_dir)
-  params = experiment.build_model(c).init(jax.random.key(0))
+  params = build.build_model(c).init(jax.random.key(0))
   # Per-step batch norm: one affine row per inner step, frozen in the inner
   # loop; convolutions adapt with one rate per tensor per step.
   assert params["norm0"]["scale"].shape == (2, 4)
-  lrs = experiment.build_inner_lrs(c, params)
+  lrs = build.build_inner_lrs(c, params)
   assert lrs["norm0"]["scale"] is None and lrs["conv0"]["kernel"].shape == (2,)
   # Multi-step loss for msl_epochs epochs; plain MAML never has one.
-  assert experiment.build_plan(c).msl_end == c.msl_epochs * c.steps_per_epoch
-  assert experiment.build_plan(maml_config(omniglot_cache_dir)).msl_end == 0
+  assert build.build_plan(c).msl_end == c.msl_epochs * c.steps_per_epoch
+  assert build.build_plan(maml_config(omniglot_cache_dir)).msl_end == 0
   # The learned inner rates move during MAML++ training; MAML's stay fixed.
   final = _final_state(c, tmp_path / "pp")
   assert not np.allclose(final.meta.inner_lrs["conv0"]["kernel"], 0.1)
@@ -149,8 +149,8 @@ def test_multi_step_loss_ends_without_changing_the_result(
           if "loss" in r]
   assert [(r["step"], r["multi_step_loss"]) for r in rows] == [
       (4, True), (8, False), (12, False)]
-  plan = experiment.build_plan
-  monkeypatch.setattr(experiment, "build_plan",
+  plan = build.build_plan
+  monkeypatch.setattr(build, "build_plan",
                       lambda c: plan(c)._replace(msl_end=c.meta_steps))
   kept = _final_state(config(), tmp_path / "kept")
   # Conv biases are left out: batch norm cancels them, so their gradient is
@@ -171,7 +171,7 @@ def test_outer_rate_follows_cosine_schedule(omniglot_cache_dir):
   # updates trace the schedule: outer_lr at the start, near outer_lr_min at
   # the end.
   c = mamlpp_config(omniglot_cache_dir)
-  opt = experiment.build_optimizer(c)
+  opt = build.build_optimizer(c)
   params = {"w": np.zeros(())}
   state = opt.init(params)
   sizes = []
@@ -179,11 +179,11 @@ def test_outer_rate_follows_cosine_schedule(omniglot_cache_dir):
     updates, state = opt.update({"w": np.ones(())}, state, params)
     sizes.append(-float(updates["w"]))
   np.testing.assert_allclose(sizes[0], c.outer_lr, rtol=1e-3)
-  expected = experiment.optax.cosine_decay_schedule(
+  expected = build.optax.cosine_decay_schedule(
       c.outer_lr, c.meta_steps, alpha=c.outer_lr_min / c.outer_lr)
   np.testing.assert_allclose(sizes[-1], expected(c.meta_steps - 1), rtol=1e-3)
   assert sizes[-1] < 0.1 * sizes[0]
-  constant = experiment.build_optimizer(maml_config(omniglot_cache_dir))
+  constant = build.build_optimizer(maml_config(omniglot_cache_dir))
   updates, _ = constant.update({"w": np.ones(())},
                                constant.init(params), params)
   np.testing.assert_allclose(-float(updates["w"]), 3e-3, rtol=1e-3)
@@ -251,7 +251,7 @@ def test_bad_workdir_is_named(tmp_path):
 def test_time_budget_stops_and_evaluates(tmp_path, omniglot_cache_dir):
   config = maml_config(omniglot_cache_dir, meta_steps=400, steps_per_call=4,
                        max_train_seconds=1e-9, eval_every=0)
-  summary = train.train_and_evaluate(config, tmp_path)
+  summary, _ = train.train_and_evaluate(config, tmp_path)
   assert summary["stopped_by_time_budget"] and summary["meta_steps"] == 4
   assert summary["test"]["num_tasks"] == 6
   # The stop saved a checkpoint, so a rerun continues from it.
@@ -262,15 +262,15 @@ def test_best_checkpoint_is_the_best_validation_step(tmp_path,
                                                      omniglot_cache_dir):
   config = maml_config(omniglot_cache_dir, meta_steps=12, eval_every=4,
                        val_tasks=30)
-  summary = train.train_and_evaluate(config, tmp_path)
+  summary, _ = train.train_and_evaluate(config, tmp_path)
   accuracy = {r["step"]: r["val_accuracy"]
               for r in read_jsonl(tmp_path / "metrics.jsonl")
               if "val_accuracy" in r}
   assert sorted(accuracy) == [4, 8, 12] and len(set(accuracy.values())) > 1
   assert summary["used_best_checkpoint"]
   ckpt = train.checkpoints.Checkpointer(tmp_path)
-  template = experiment.initial_state(config,
-                                      experiment.build_experiment(config))
+  template = build.initial_state(config,
+                                      build.build_experiment(config))
   best = int(ckpt.restore_best(template).step)
   assert accuracy[best] == max(accuracy.values()), (best, accuracy)
 
@@ -278,8 +278,8 @@ def test_best_checkpoint_is_the_best_validation_step(tmp_path,
 def test_anil_adapts_only_the_head(tmp_path, omniglot_cache_dir):
   config = mamlpp_config(omniglot_cache_dir, algorithm="anil", meta_steps=4,
                          checkpoint_every=4)
-  exp = experiment.build_experiment(config)
-  start = experiment.initial_state(config, exp)
+  exp = build.build_experiment(config)
+  start = build.initial_state(config, exp)
   lrs = start.meta.inner_lrs
   assert lrs["conv0"]["kernel"] is None and lrs["norm0"]["scale"] is None
   assert lrs["head"]["kernel"].shape == (2,)
@@ -340,7 +340,7 @@ def test_sinusoid_config_learns_regression(tmp_path, algorithm):
   # Below 1.0 after 10 steps is better than the pretrained-on-all-tasks
   # baseline ever gets (docs/benchmarks.md; tests/test_sinusoid.py compares
   # MAML with it directly).
-  summary, test = train.train_and_test(_sinusoid_config(algorithm), tmp_path)
+  summary, test = train.train_and_evaluate(_sinusoid_config(algorithm), tmp_path)
   assert test.accuracy is None and summary["test"]["accuracy"] is None
   assert test.step_loss.shape == (10,)
   assert test.step_loss[-1] < test.step_loss[0]
