@@ -19,11 +19,11 @@ import pytest
 
 from metalearn import data
 from metalearn.data import omniglot
-from metalearn.data import sources
+from metalearn.data.omniglot import sources
 
 REPO = Path(__file__).parents[1]
 SHARED = Path(__file__).parents[1].parent / "shared/data/omniglot"
-ZIPS = tuple(omniglot.ZIP_NAMES.values())
+ZIPS = tuple(sources.ZIP_NAMES.values())
 
 
 @pytest.fixture(scope="session")
@@ -33,10 +33,10 @@ def omniglot_cache(tmp_path_factory):
     pytest.skip(f"Omniglot zips not found in {SHARED}")
   pytest.importorskip("tensorflow_datasets")
   work = tmp_path_factory.mktemp("omniglot_work")
-  cache = omniglot.build_cache(
+  built = omniglot.build_cache(
       SHARED, tmp_path_factory.mktemp("omniglot_cache"), tmp_dir=work)
   assert not list(work.iterdir()), "TFDS temp files were left behind"
-  return cache
+  return built
 
 
 def _npz_files(cache_dir: Path) -> list[Path]:
@@ -141,7 +141,7 @@ def test_ensure_cache_reuses_the_cache(omniglot_cache):
   assert {p: p.stat().st_mtime_ns for p in _npz_files(omniglot_cache)} == before
   # The build recorded every file's sha256, and the files match it.
   assert data.verify_cache(omniglot_cache) == {}
-  manifest = omniglot.read_manifest(omniglot_cache)
+  manifest = data.cache.read_manifest(omniglot_cache)
   assert manifest["source"] == f"zips in {SHARED}"
   assert sorted(manifest["files"]) == sorted(p.name for p in before)
 
@@ -252,8 +252,8 @@ def test_corrupt_archive_with_a_trusted_checksum(tmp_path, kind):
   content = (original[:len(original) // 2] if kind == "truncated"
              else _flip_byte(original, len(original) // 2))
   zips, cache = _zip_dir(tmp_path, name, content), tmp_path / "cache"
-  trusted = dict(omniglot.KNOWN_SHA256,
-                 **{name: {omniglot.sha256_file(zips / name): "test"}})
+  trusted = dict(sources.KNOWN_SHA256,
+                 **{name: {data.cache.sha256_file(zips / name): "test"}})
   with pytest.raises(ValueError, match="corrupt zip archive"):
     data.build_cache(zips, cache, tmp_dir=tmp_path, known_sha256=trusted)
   assert not _npz_files(cache)
@@ -272,7 +272,7 @@ def test_failure_inside_tfds_leaves_nothing(tmp_path):
   for name in ZIPS:
     with zipfile.ZipFile(zips / name, "w") as z:
       z.writestr(f"{name[:-4]}/Alpha/character01/0001_01.png", png.getvalue())
-    trusted[name] = {omniglot.sha256_file(zips / name): "test"}
+    trusted[name] = {data.cache.sha256_file(zips / name): "test"}
   with pytest.raises(RuntimeError, match="no cache was written"):
     data.build_cache(zips, cache, tmp_dir=work, known_sha256=trusted)
   assert not _npz_files(cache)

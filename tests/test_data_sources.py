@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 from metalearn import data
-from metalearn.data import omniglot
-from metalearn.data import omniglot_build
-from metalearn.data import sources
+from metalearn.data.omniglot import build
+from metalearn.data.omniglot import sources
+from metalearn.data.omniglot import store
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "omniglot"
@@ -103,7 +103,7 @@ def _flip_byte(path: Path) -> None:
 
 def test_download_builds_the_cache(downloaded):
   cache, tfds_dir = downloaded
-  manifest = omniglot.read_manifest(cache)
+  manifest = data.cache.read_manifest(cache)
   assert manifest["source"].startswith("TFDS download from http://127.0.0.1")
   assert sorted(manifest["files"]) == sorted(f"{s}.npz"
                                             for s in data.TFDS_SPLITS)
@@ -112,7 +112,7 @@ def test_download_builds_the_cache(downloaded):
     cached = data.load_cached(split, cache)
     assert cached.images.shape == (classes, 20, 28, 28)
     # The source zip's sha256 is one of the known ones (here: the rebuilds).
-    with np.load(omniglot.cache_path(split, cache)) as z:
+    with np.load(store.cache_path(split, cache)) as z:
       assert str(z["source_sha256"]) in sources.KNOWN_SHA256[
           sources.ZIP_NAMES[split]]
   # TFDS's prepared dataset stays in the TFDS data dir, as tfds.load does.
@@ -144,11 +144,11 @@ def test_damaged_file_is_rebuilt_from_the_tfds_dataset(downloaded, tmp_path,
   with pytest.warns(UserWarning, match=r"train.npz was damaged \(sha256"):
     data.load_cached("train", copy)
   assert data.verify_cache(copy) == {}
-  assert omniglot.read_manifest(copy)["source"].startswith("TFDS dataset ")
+  assert data.cache.read_manifest(copy)["source"].startswith("TFDS dataset ")
   # The same arrays as the cache built from the download.
   for split in data.TFDS_SPLITS:
     a, b = data.load_cached(split, cache), data.load_cached(split, copy)
-    for field in omniglot.CachedSplit._fields:
+    for field in store.CachedSplit._fields:
       np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
 
 
@@ -170,14 +170,14 @@ def test_damaged_file_without_source_is_refused(downloaded, tmp_path,
 
 def test_cache_without_manifest_is_adopted(downloaded, tmp_path, no_sources):
   copy = _copy_cache(downloaded[0], tmp_path / "copy")
-  (copy / omniglot.MANIFEST_NAME).unlink()
+  (copy / data.cache.MANIFEST_NAME).unlink()
   assert data.ensure_cache(cache_dir=copy) == copy
-  assert omniglot.read_manifest(copy)["source"].startswith("adopted")
+  assert data.cache.read_manifest(copy)["source"].startswith("adopted")
   # A damaged file is not adopted.
-  (copy / omniglot.MANIFEST_NAME).unlink()
+  (copy / data.cache.MANIFEST_NAME).unlink()
   _flip_byte(copy / "small1.npz")
   assert "small1.npz" in data.verify_cache(copy)
-  assert omniglot.read_manifest(copy) is None
+  assert data.cache.read_manifest(copy) is None
 
 
 def test_unknown_download_checksum_is_rejected(tmp_path):
@@ -193,7 +193,7 @@ def test_unknown_download_checksum_is_rejected(tmp_path):
   thread.start()
   try:
     url = f"http://127.0.0.1:{server.server_address[1]}/"
-    zip_dir = omniglot_build.download_zips(url, tmp_path)
+    zip_dir = build.download_zips(url, tmp_path)
     with pytest.raises(ValueError, match="not a known checksum"):
       sources.verify_zips(zip_dir, tmp_path)
   finally:

@@ -24,11 +24,10 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from metalearn.data import datasets
+from metalearn import configs
+from metalearn import data
 from metalearn.data import episodes
 from metalearn.data import miniimagenet
-from metalearn.data import omniglot
-from metalearn.data import sources
 
 REPO = Path(__file__).parents[1]
 CLASSES = {"train": 3, "val": 2, "test": 2}
@@ -63,16 +62,16 @@ def write_pickle_format(root: Path, images: dict, layout: str) -> Path:
   """The learn2learn layout (class_dict) or the data/labels layout."""
   root.mkdir(parents=True)
   for split, classes in images.items():
-    data = np.concatenate(list(classes.values()))
+    stacked = np.concatenate(list(classes.values()))
     ends = np.cumsum([len(x) for x in classes.values()])
-    rows = np.split(np.arange(len(data)), ends[:-1])
+    rows = np.split(np.arange(len(stacked)), ends[:-1])
     if layout == "class_dict":
-      obj = {"image_data": data,
+      obj = {"image_data": stacked,
              "class_dict": {n: list(r) for n, r in zip(classes, rows)}}
       name = f"mini-imagenet-cache-{split}.pkl"
     else:
       labels = np.concatenate([np.full(len(r), i) for i, r in enumerate(rows)])
-      obj = {"data": data, "labels": labels.tolist(),
+      obj = {"data": stacked, "labels": labels.tolist(),
              "catname2label": {n: i for i, n in enumerate(classes)}}
       name = miniimagenet.PICKLE_NAMES[split][1]
     (root / name).write_bytes(pickle.dumps(obj, protocol=2))
@@ -144,9 +143,9 @@ def test_manifest_checksums_and_damage(tmp_path, images, csv_cache):
   raw[len(raw) // 2] ^= 0xFF
   path.write_bytes(bytes(raw))
   assert "sha256" in miniimagenet.verify_cache(csv_cache)["val.npz"]
-  with pytest.raises(omniglot.CacheError, match=r"val\.npz is damaged"):
+  with pytest.raises(data.CacheError, match=r"val\.npz is damaged"):
     miniimagenet.load_cached("val", csv_cache)
-  with pytest.raises(sources.NoSourceError, match="val.npz"), pytest.warns(
+  with pytest.raises(data.NoSourceError, match="val.npz"), pytest.warns(
       UserWarning, match="does not verify"):
     miniimagenet.ensure_cache(tmp_path / "empty", csv_cache)
   with pytest.warns(UserWarning, match="does not verify"):
@@ -200,8 +199,9 @@ def test_pickles_cannot_run_code(tmp_path, images):
   data_dir = write_pickle_format(tmp_path / "pkl", images, "class_dict")
   path = data_dir / "mini-imagenet-cache-test.pkl"
   path.write_bytes(pickle.dumps({"image_data": collections.Counter()}))
-  with pytest.raises(pickle.UnpicklingError, match="collections.Counter"):
+  with pytest.raises(ValueError, match="collections.Counter") as error:
     miniimagenet.read_pickle_split("test", path)
+  assert str(path) in str(error.value) and "\n" not in str(error.value)
   path.write_bytes(pickle.dumps({"images": np.zeros(3)}))
   with pytest.raises(ValueError, match="image_data and class_dict"):
     miniimagenet.read_pickle_split("test", path)
@@ -284,31 +284,40 @@ def test_bad_image_rank():
 
 
 def _config(**fields) -> ml_collections.ConfigDict:
-  config = dict(dataset="mini_imagenet", data_dir="", cache_dir="",
-                omniglot_dir="")
-  return ml_collections.ConfigDict({**config, **fields})
+  config = configs.base()
+  config.update(dict(dataset="mini_imagenet", n_way=2, k_shot=1, n_query=2,
+                     eval_n_query=2, val_tasks=2, test_tasks=3))
+  config.update(fields)
+  return config
 
 
-def test_datasets_load_mini_imagenet(tmp_path, images):
+def test_the_registry_loads_mini_imagenet(tmp_path, images):
   data_dir = write_csv_format(tmp_path / "csv", images)
   config = _config(data_dir=str(data_dir), cache_dir=str(tmp_path / "cache"))
+  dataset = data.get("mini_imagenet")
+  assert dataset.input_shape(config) == (84, 84, 3)
+  assert dataset.objective == "cross_entropy"
+  dataset.check(config)
   with warnings.catch_warnings():
     warnings.simplefilter("error")
-    dataset = datasets.load(config)
-  assert dataset.input_shape == (84, 84, 3)
-  assert [x.shape for x in dataset[:3]] == [
-      (n, 6, 84, 84, 3) for n in CLASSES.values()]
+    parts = dataset.load(config)
+  assert parts.train_data.shape == (3, 6, 84, 84, 3)
+  chex.assert_shape(parts.val_tasks.query_x, (2, 4, 84, 84, 3))
+  chex.assert_shape(parts.test_tasks.support_x, (3, 2, 84, 84, 3))
   assert (tmp_path / "cache" / "mini_imagenet" / "manifest.json").is_file()
-  assert "mini_imagenet" in datasets.IMAGE_DATASETS
-  with pytest.raises(ValueError, match=r"config.dataset='cifar' .*mini_imag"):
-    datasets.load(_config(dataset="cifar"))
+  with pytest.raises(ValueError, match=r"config.n_way=4 .*val split has 2"):
+    dataset.load(_config(n_way=4, rotate=True,
+                         cache_dir=str(tmp_path / "cache")))
+  with pytest.raises(ValueError, match=r"config.n_query=600 .*<= 600"):
+    dataset.check(_config(n_query=600))
 
 
-def test_datasets_load_omniglot(omniglot_cache_dir):
-  dataset = datasets.load(_config(dataset="vinyals",
-                                  cache_dir=str(omniglot_cache_dir)))
-  assert dataset.input_shape == (28, 28, 1)
-  assert dataset.train.shape == (1100, 20, 28, 28)
+def test_the_registry_loads_omniglot(omniglot_cache_dir):
+  config = _config(dataset="vinyals", cache_dir=str(omniglot_cache_dir))
+  dataset = data.get("vinyals")
+  assert dataset.input_shape(config) == (28, 28, 1)
+  assert dataset.description == "Omniglot ('vinyals' split)"
+  assert dataset.load(config).train_data.shape == (1100, 20, 28, 28)
 
 
 @pytest.mark.parametrize("arg", ["maml:5w1s", "maml:5w5s", "fomaml:5w1s",

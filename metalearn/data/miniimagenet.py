@@ -16,7 +16,10 @@ format the field distributes (docs/data.md):
 The cache, ``<cache_dir>/mini_imagenet/``, holds one uncompressed
 ``<split>.npz`` per split (``images`` uint8 [C, D, 84, 84, 3], class-major,
 classes sorted by name, images in file order; ``class_names`` str [C]) and
-``manifest.json`` with every file's sha256 (``omniglot``'s helpers).
+``manifest.json`` with every file's sha256 (:mod:`metalearn.data.cache`).
+
+Registered as the dataset ``mini_imagenet`` (``config.data_dir``,
+``config.cache_dir``).
 """
 
 import csv
@@ -24,15 +27,15 @@ import os
 from pathlib import Path
 import pickle
 from typing import Callable, Mapping, NamedTuple
-import uuid
 import warnings
 
+import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from metalearn.data import omniglot
-from metalearn.data import sources
-from metalearn.data import splits
+from metalearn.data import cache
+from metalearn.data import images as images_lib
+from metalearn.data import registry
 
 DATA_DIR_ENV = "METALEARN_MINI_IMAGENET_DIR"
 CACHE_SUBDIR = "mini_imagenet"
@@ -40,6 +43,7 @@ SPLITS = ("train", "val", "test")
 NUM_CLASSES = {"train": 64, "val": 16, "test": 20}  # Ravi & Larochelle.
 IMAGES_PER_CLASS = 600
 IMAGE_SIZE = 84
+CACHE_FORMAT_VERSION = 1
 # split -> pickle file names, in the order they are looked for.
 PICKLE_NAMES = {s: (f"mini-imagenet-cache-{s}.pkl",
                     f"miniImageNet_category_split_{other}.pickle")
@@ -79,7 +83,7 @@ def resolve_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
   ``ensure_cache`` returns can be passed back.
   """
   if cache_dir is None:
-    cache_dir = os.environ.get(omniglot.CACHE_DIR_ENV) or "~/.cache/metalearn"
+    cache_dir = os.environ.get(cache.CACHE_DIR_ENV) or "~/.cache/metalearn"
   path = Path(cache_dir).expanduser()
   return path if path.name == CACHE_SUBDIR else path / CACHE_SUBDIR
 
@@ -104,7 +108,7 @@ def _find_pickles(data_dir: Path) -> dict[str, Path | None]:
                   None) for s, names in PICKLE_NAMES.items()}
 
 
-def _no_source_error(data_dir: Path | None, why: str) -> sources.NoSourceError:
+def _no_source_error(data_dir: Path | None, why: str) -> cache.NoSourceError:
   looked = ("no data dir was given (pass data_dir / --data_dir or set "
             f"${DATA_DIR_ENV})")
   if data_dir is not None:
@@ -116,7 +120,7 @@ def _no_source_error(data_dir: Path | None, why: str) -> sources.NoSourceError:
               f"miniImageNet_category_split_<split>.pickle (split train_phase"
               f"_train for train; missing for: "
               f"{', '.join(s for s, p in pickles.items() if p is None)})")
-  return sources.NoSourceError(
+  return cache.NoSourceError(
       f"No mini-ImageNet cache ({why}) and no files to build it from: "
       f"{looked}. metalearn never downloads ImageNet images (ImageNet terms "
       f"of access): put either format, obtained under those terms, in one "
@@ -187,22 +191,36 @@ def read_csv_split(split: str, data_dir: Path, *, progress: bool = False
     return _class_major(split, groups, read)
 
 
+class UnsafePickleError(pickle.UnpicklingError, ValueError):
+  """A pickle that needs more than dicts, lists and numpy arrays: refused."""
+
+
 class _ArrayUnpickler(pickle.Unpickler):
   """Builds dicts, lists and numpy arrays only: no other code runs."""
+
+  def __init__(self, file, path: Path):
+    super().__init__(file, encoding="latin1")
+    self._path = path
 
   def find_class(self, module, name):
     if ((module.split(".")[0] == "numpy" and name in _NUMPY_GLOBALS)
         or (module, name) in _OTHER_GLOBALS):
       return super().find_class(module, name)
-    raise pickle.UnpicklingError(
-        f"{module}.{name} is not a numpy array type; refusing to unpickle it")
+    raise UnsafePickleError(
+        f"{self._path}: refusing to unpickle {module}.{name}, which is not a "
+        "numpy array type (only dicts, lists and numpy arrays are read).")
 
 
 def read_pickle_split(split: str, path: Path) -> ClassImages:
   """Reads one split pickle (``image_data``/``class_dict`` or
-  ``data``/``labels``)."""
+  ``data``/``labels``).
+
+  Raises:
+    UnsafePickleError: (a ValueError) the pickle holds objects other than
+      dicts, lists and numpy arrays; the one-line message names the file.
+  """
   with open(path, "rb") as f:
-    obj = _ArrayUnpickler(f, encoding="latin1").load()
+    obj = _ArrayUnpickler(f, path).load()
   if isinstance(obj, dict) and {"image_data", "class_dict"} <= set(obj):
     data = np.asarray(obj["image_data"])
     groups = {str(k): [int(i) for i in v] for k, v in obj["class_dict"].items()}
@@ -227,28 +245,16 @@ def read_pickle_split(split: str, path: Path) -> ClassImages:
 def write_cache(data: Mapping[str, ClassImages], cache_dir: Path, *,
                 source: str) -> None:
   """Writes every split (temp files, then renames) and the manifest."""
-  cache_dir.mkdir(parents=True, exist_ok=True)
-  tmp = {s: cache_dir / f".{s}.npz.{uuid.uuid4().hex}.tmp" for s in data}
-  try:
-    for split, arrays in data.items():
-      with open(tmp[split], "wb") as f:
-        np.savez(f, format_version=omniglot.CACHE_FORMAT_VERSION,
-                 **arrays._asdict())
-    for split, path in tmp.items():
-      os.replace(path, cache_dir / f"{split}.npz")
-  finally:
-    for path in tmp.values():
-      path.unlink(missing_ok=True)
-  omniglot._write_manifest(  # pylint: disable=protected-access
-      cache_dir, [f"{s}.npz" for s in data], source)
+  cache.write_files(cache_dir, {f"{s}.npz": x._asdict()
+                                for s, x in data.items()},
+                    source=source, format_version=CACHE_FORMAT_VERSION)
 
 
 def verify_cache(cache_dir: str | os.PathLike | None = None) -> dict[str, str]:
   """{file name: problem} of every cache file that does not verify."""
-  manifest = omniglot.read_manifest(resolve_cache_dir(cache_dir))
-  problems = {s: omniglot.file_problem(cache_path(s, cache_dir), manifest)
-              for s in SPLITS}
-  return {f"{s}.npz": why for s, why in problems.items() if why is not None}
+  return cache.problems(resolve_cache_dir(cache_dir),
+                        [f"{s}.npz" for s in SPLITS],
+                        format_version=CACHE_FORMAT_VERSION)
 
 
 def build_cache(data_dir: str | os.PathLike | None = None,
@@ -264,7 +270,8 @@ def build_cache(data_dir: str | os.PathLike | None = None,
     cache_problem: why the cache is being built (for the error message).
 
   Returns:
-    The cache dir. Raises ``sources.NoSourceError`` (a FileNotFoundError)
+    The cache dir. Raises ``metalearn.data.NoSourceError`` (a
+    FileNotFoundError)
     naming the files looked for when neither format is complete.
   """
   data_dir, cache_dir = resolve_data_dir(data_dir), resolve_cache_dir(cache_dir)
@@ -320,21 +327,19 @@ def load_cached(split: str, cache_dir: str | os.PathLike | None = None
         f"No mini-ImageNet cache file {path}. Build the cache once with "
         f"`{PREPARE_COMMAND} --cache_dir={path.parent}` or "
         f"`metalearn.data.miniimagenet.ensure_cache(DIR)`.")
-  problem = omniglot.file_problem(path, omniglot.read_manifest(path.parent))
+  problem = cache.file_problem(path, cache.read_manifest(path.parent),
+                               format_version=CACHE_FORMAT_VERSION)
   if problem is not None:
-    raise omniglot.CacheError(
+    raise cache.CacheError(
         f"mini-ImageNet cache file {path} is damaged ({problem}); rebuild it "
         f"with `{PREPARE_COMMAND} --overwrite`.")
-  with np.load(path, allow_pickle=False) as z:
-    if int(z["format_version"]) != omniglot.CACHE_FORMAT_VERSION:
-      raise omniglot.CacheError(
-          f"{path} has cache format {int(z['format_version'])}, expected "
-          f"{omniglot.CACHE_FORMAT_VERSION}; rebuild it with "
-          f"`{PREPARE_COMMAND} --overwrite`.")
-    return ClassImages(*(z[f] for f in ClassImages._fields))
+  return ClassImages(*cache.read_npz(
+      path, ClassImages._fields, format_version=CACHE_FORMAT_VERSION,
+      rebuild=f"{PREPARE_COMMAND} --overwrite"))
 
 
-def load_splits(cache_dir: str | os.PathLike | None = None) -> splits.Splits:
+def load_splits(cache_dir: str | os.PathLike | None = None
+               ) -> images_lib.Splits:
   """The Ravi & Larochelle train / val / test classes from the cache.
 
   Every class of a split has the same number of images D: the smallest
@@ -347,4 +352,18 @@ def load_splits(cache_dir: str | os.PathLike | None = None) -> splits.Splits:
   Returns:
     ``Splits`` of uint8 image arrays [C, D, 84, 84, 3] (C = 64 / 16 / 20).
   """
-  return splits.Splits(*(load_cached(s, cache_dir).images for s in SPLITS))
+  return images_lib.Splits(*(load_cached(s, cache_dir).images
+                             for s in SPLITS))
+
+
+def _load_config(config: ml_collections.ConfigDict) -> images_lib.Splits:
+  """The splits of ``config.cache_dir``, built from ``config.data_dir`` (""
+  for $METALEARN_MINI_IMAGENET_DIR) if needed."""
+  return load_splits(ensure_cache(config.data_dir or None,
+                                  config.cache_dir or None, progress=True))
+
+
+DATASET = registry.register(images_lib.image_dataset(
+    "mini_imagenet", "mini-ImageNet (Ravi & Larochelle split)", _load_config,
+    input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3),
+    examples_per_class=IMAGES_PER_CLASS))

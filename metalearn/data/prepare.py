@@ -25,11 +25,13 @@ import os
 from absl import app
 from absl import flags
 
+from metalearn.data import cache
 from metalearn.data import miniimagenet
-from metalearn.data import omniglot
-from metalearn.data import omniglot_build
-from metalearn.data import sources
-from metalearn.data import splits
+from metalearn.data.omniglot import access
+from metalearn.data.omniglot import build
+from metalearn.data.omniglot import sources
+from metalearn.data.omniglot import splits
+from metalearn.data.omniglot import store
 
 _DATASET = flags.DEFINE_enum(
     "dataset", "omniglot", ["omniglot", "mini_imagenet"],
@@ -46,7 +48,7 @@ _OMNIGLOT_DIR = flags.DEFINE_string(
     f"(default: ${sources.OMNIGLOT_DIR_ENV} or the checkout's shared dir).")
 _CACHE_DIR = flags.DEFINE_string(
     "cache_dir", None,
-    f"Cache dir (default: ${omniglot.CACHE_DIR_ENV} or "
+    f"Cache dir (default: ${cache.CACHE_DIR_ENV} or "
     "~/.cache/metalearn/omniglot).")
 _TFDS_DATA_DIR = flags.DEFINE_string(
     "tfds_data_dir", None,
@@ -65,13 +67,13 @@ def _build() -> str:
   where = dict(progress=True, tfds_data_dir=_TFDS_DATA_DIR.value,
                download_url=_DOWNLOAD_URL.value)
   if _OVERWRITE.value and _OMNIGLOT_DIR.value:
-    return omniglot_build.build_cache(_OMNIGLOT_DIR.value, _CACHE_DIR.value,
-                                      progress=True)
+    return build.build_cache(_OMNIGLOT_DIR.value, _CACHE_DIR.value,
+                             progress=True)
   if _OVERWRITE.value:
-    return omniglot_build.rebuild_cache(None, _CACHE_DIR.value,
-                                        cache_problem="--overwrite", **where)
-  reused = omniglot.is_cache_complete(_CACHE_DIR.value)
-  path = omniglot.ensure_cache(_OMNIGLOT_DIR.value, _CACHE_DIR.value, **where)
+    return build.rebuild_cache(None, _CACHE_DIR.value,
+                               cache_problem="--overwrite", **where)
+  reused = store.is_cache_complete(_CACHE_DIR.value)
+  path = access.ensure_cache(_OMNIGLOT_DIR.value, _CACHE_DIR.value, **where)
   if reused:
     print("Reusing the existing cache (pass --overwrite to rebuild).")
   return path
@@ -89,7 +91,7 @@ def _prepare_mini_imagenet() -> None:
     if reused:
       print("Reusing the existing cache (pass --overwrite to rebuild).")
   print(f"mini-ImageNet cache: {path}")
-  source = (omniglot.read_manifest(path) or {}).get("source", "?")
+  source = (cache.read_manifest(path) or {}).get("source", "?")
   print(f"  built from: {source}")
   for split in miniimagenet.SPLITS:
     images = miniimagenet.load_cached(split, path).images
@@ -108,14 +110,14 @@ def main(argv):
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Quiet TF's C++ logs.
   path = _build()
   print(f"Omniglot cache: {path}")
-  source = (omniglot.read_manifest(path) or {}).get("source", "?")
+  source = (cache.read_manifest(path) or {}).get("source", "?")
   print(f"  built from: {source}")
   for split in sources.TFDS_SPLITS:
-    data = omniglot.load_cached(split, path)
+    data = access.load_cached(split, path)
     num_classes, num_drawings, height, width = data.images.shape
     print(f"  {split:7s} {num_classes:4d} classes x {num_drawings} drawings, "
           f"{height}x{width}, {len(set(data.alphabets))} alphabets "
-          f"({omniglot.cache_path(split, path).name})")
+          f"({store.cache_path(split, path).name})")
   for name in splits.SPLIT_NAMES:
     sizes = "/".join(str(len(x)) for x in splits.load_splits(name, path))
     print(f"  split {name!r}: train/val/test classes = {sizes}")

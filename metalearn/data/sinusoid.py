@@ -16,6 +16,11 @@ Everything is pure and jittable with the sizes and ranges static, so the
 sampler can run inside the compiled meta-step, like the Omniglot one
 (:mod:`metalearn.data.episodes`). The same key gives the same tasks, and
 :func:`task_params` on that key gives their amplitudes and phases.
+
+Registered as the dataset ``sinusoid`` (loss ``mse``, model ``mlp``): fresh
+training tasks every meta-step (or a fixed pool of ``config.train_pool``,
+seed ``config.seed + 1``), fixed val / test tasks of seeds ``config.seed +
+2`` / ``+ 3``.
 """
 
 import functools
@@ -25,8 +30,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
+from metalearn.data import episodes
+from metalearn.data import registry
 from metalearn.types import Array, Task
 
 Range = tuple[float, float]
@@ -188,3 +196,44 @@ def fixed_task_params(seed, *, num_tasks: int, amplitude: Range = AMPLITUDE,
   _check_size("num_tasks", num_tasks)
   return task_params(_key(seed), batch_size=num_tasks, amplitude=amplitude,
                      phase=phase)
+
+
+def _check(config: ml_collections.ConfigDict) -> None:
+  """Sine tasks are regression: loss ``mse`` and the ``mlp`` model."""
+  if config.loss != "mse" or config.model != "mlp":
+    raise registry.config_error(
+        "loss" if config.loss != "mse" else "model",
+        config.loss if config.loss != "mse" else config.model,
+        "dataset 'sinusoid' is regression: it needs loss 'mse' and model "
+        "'mlp'")
+
+
+def _load(config: ml_collections.ConfigDict) -> registry.DataParts:
+  """No stored data: a pool (``config.train_pool > 0``) or ``zeros((0,))``,
+  and the fixed val / test tasks with ``config.eval_n_query`` queries."""
+  def fixed(seed, num, n_query):
+    return fixed_tasks(seed, num_tasks=num, k_shot=config.k_shot,
+                       n_query=n_query)
+  train = (fixed(config.seed + 1, config.train_pool, config.n_query)
+           if config.train_pool else jnp.zeros((0,), jnp.float32))
+  val = (fixed(config.seed + 2, config.val_tasks, config.eval_n_query)
+         if config.val_tasks else None)
+  return registry.DataParts(
+      train, val, fixed(config.seed + 3, config.test_tasks,
+                        config.eval_n_query))
+
+
+def _task_fn(config: ml_collections.ConfigDict) -> registry.TaskFn:
+  """``(key, pool or unused) -> Task`` batch of ``config.meta_batch_size``."""
+  batch_size = config.meta_batch_size
+  if config.train_pool:
+    return lambda key, pool: episodes.sample_from_pool(key, pool, batch_size)
+  sizes = dict(batch_size=batch_size, k_shot=config.k_shot,
+               n_query=config.n_query)
+  return lambda key, _: sample_tasks(key, **sizes)
+
+
+DATASET = registry.register(registry.Dataset(
+    name="sinusoid", description="sinusoid regression (Finn et al. 2017)",
+    objective="mse", input_shape=lambda config: (1,), check=_check,
+    load=_load, task_fn=_task_fn))

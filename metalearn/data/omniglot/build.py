@@ -3,8 +3,9 @@
 The only module that uses TensorFlow / tensorflow-datasets, and only inside
 functions: importing it costs nothing. ``rebuild_cache`` tries the sources of
 ``sources`` in order (prepared TFDS dataset, zips, TFDS download), converts
-TFDS's records (PNG bytes + labels) into ``omniglot.CachedSplit``s and writes
-the cache with its manifest.
+TFDS's records (PNG bytes + labels) into ``store.CachedSplit``s and writes
+the cache with its manifest. It never reads the cache: checking and reusing
+one is :mod:`metalearn.data.omniglot.access`'s job.
 """
 
 import contextlib
@@ -19,8 +20,8 @@ import warnings
 import numpy as np
 from tqdm import tqdm
 
-from metalearn.data import omniglot
-from metalearn.data import sources
+from metalearn.data.omniglot import sources
+from metalearn.data.omniglot import store
 
 Records = Mapping[str, object]  # TFDS split -> sequence of record dicts.
 
@@ -49,10 +50,10 @@ def downsample(ink: np.ndarray) -> np.ndarray:
   ``> INK_THRESHOLD``.
   """
   from PIL import Image  # Pillow comes with the `data` extra.
-  size = omniglot.IMAGE_SIZE
+  size = store.IMAGE_SIZE
   small = Image.fromarray(ink.astype(np.float32)).resize(
       (size, size), Image.Resampling.LANCZOS)
-  return (np.asarray(small) > omniglot.INK_THRESHOLD).astype(np.uint8)
+  return (np.asarray(small) > store.INK_THRESHOLD).astype(np.uint8)
 
 
 def import_tfds():
@@ -127,7 +128,7 @@ def read_records(tfds, builder) -> Records:
 
 
 def _convert_split(split: str, records, int2str: Callable[[int], str],
-                   bar) -> omniglot.CachedSplit:
+                   bar) -> store.CachedSplit:
   """One split's records -> class-major ``CachedSplit``."""
   images, ink, labels, alphabets, chars = [], [], [], [], []
   for record in records:
@@ -145,12 +146,12 @@ def _convert_split(split: str, records, int2str: Callable[[int], str],
   if len(classes) != sources.NUM_CLASSES[split]:
     raise ValueError(f"split {split!r}: expected {sources.NUM_CLASSES[split]} "
                      f"classes, got {len(classes)}")
-  if np.any(counts != omniglot.NUM_DRAWINGS):
-    raise ValueError(f"split {split!r}: expected {omniglot.NUM_DRAWINGS} "
+  if np.any(counts != store.NUM_DRAWINGS):
+    raise ValueError(f"split {split!r}: expected {store.NUM_DRAWINGS} "
                      f"drawings per class, got counts {sorted(set(counts))}")
-  shape = (len(classes), omniglot.NUM_DRAWINGS)
-  size = omniglot.IMAGE_SIZE
-  return omniglot.CachedSplit(
+  shape = (len(classes), store.NUM_DRAWINGS)
+  size = store.IMAGE_SIZE
+  return store.CachedSplit(
       images=np.stack(images)[order].reshape(*shape, size, size),
       labels=classes.astype(np.int32),
       alphabets=np.asarray([int2str(int(alphabets[i])) for i in first]),
@@ -159,7 +160,7 @@ def _convert_split(split: str, records, int2str: Callable[[int], str],
 
 
 def convert(tfds, builder, progress: bool
-           ) -> dict[str, omniglot.CachedSplit]:
+           ) -> dict[str, store.CachedSplit]:
   """A prepared TFDS omniglot dataset -> {TFDS split: CachedSplit}."""
   records = read_records(tfds, builder)
   total = sum(builder.info.splits[s].num_examples for s in sources.TFDS_SPLITS)
@@ -250,7 +251,7 @@ def build_cache(omniglot_dir: str | os.PathLike | None = None,
   Args:
     omniglot_dir: dir holding the four original zips; see
       ``sources.resolve_omniglot_dir``.
-    cache_dir: where to write the cache; see ``omniglot.resolve_cache_dir``.
+    cache_dir: where to write the cache; see ``store.resolve_cache_dir``.
     progress: show tqdm progress bars.
     tmp_dir: parent of the temporary build dir (default: system temp dir).
     known_sha256: {zip name: {sha256: description}} of accepted files.
@@ -258,7 +259,7 @@ def build_cache(omniglot_dir: str | os.PathLike | None = None,
   Returns:
     The cache dir.
   """
-  cache_dir = omniglot.resolve_cache_dir(cache_dir)
+  cache_dir = store.resolve_cache_dir(cache_dir)
   zip_dir = sources.resolve_omniglot_dir(omniglot_dir)
   if zip_dir is None:
     raise sources.missing_zips_error(None, cache_dir)
@@ -274,7 +275,7 @@ def build_cache(omniglot_dir: str | os.PathLike | None = None,
       raise RuntimeError(f"Building the Omniglot cache from {zip_dir} failed "
                          f"({type(e).__name__}: {e}); no cache was written."
                         ) from e
-    omniglot.write_cache(data, cache_dir, source=source, source_sha256=shas)
+    store.write_cache(data, cache_dir, source=source, source_sha256=shas)
   return cache_dir
 
 
@@ -316,16 +317,16 @@ def rebuild_cache(omniglot_dir: str | os.PathLike | None = None,
 
   Args:
     omniglot_dir, cache_dir, progress, tfds_data_dir, download_url, tmp_dir:
-      as in ``omniglot.ensure_cache``.
+      as in ``access.ensure_cache``.
     cache_problem: why the existing cache was not used (for the error).
 
   Raises:
-    sources.NoSourceError: every source failed; lists the four ways.
+    metalearn.data.NoSourceError: every source failed; lists the four ways.
 
   Returns:
     The cache dir.
   """
-  cache_dir = omniglot.resolve_cache_dir(cache_dir)
+  cache_dir = store.resolve_cache_dir(cache_dir)
   tfds_data_dir = sources.resolve_tfds_data_dir(tfds_data_dir)
   url = sources.resolve_download_url(download_url)
   reasons = {"cache": cache_problem}
@@ -341,7 +342,7 @@ def rebuild_cache(omniglot_dir: str | os.PathLike | None = None,
         warnings.warn(f"Omniglot source {way!r} failed, trying the next: "
                       f"{reasons[way]}", stacklevel=2)
         continue
-    omniglot.write_cache(data, cache_dir, source=source, source_sha256=shas)
+    store.write_cache(data, cache_dir, source=source, source_sha256=shas)
     return cache_dir
   raise sources.no_source_error(cache_dir, reasons,
                                 tfds_data_dir=tfds_data_dir, url=url)

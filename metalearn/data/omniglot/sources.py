@@ -2,7 +2,7 @@
 
 ``ensure_cache`` tries, in this order:
 
-1. an existing metalearn cache that verifies (``omniglot.verify_cache``);
+1. an existing metalearn cache that verifies (``store.verify_cache``);
 2. a prepared TFDS ``omniglot`` dataset in TFDS's data dir
    ($TFDS_DATA_DIR, else ``~/tensorflow_datasets``);
 3. the four original zips: the ``omniglot_dir`` argument, else
@@ -12,10 +12,9 @@
    $METALEARN_OMNIGLOT_URL, a mirror holding the same file names).
 
 Zips, local or downloaded, are accepted only with a sha256 in
-``KNOWN_SHA256``. This module needs neither numpy nor TensorFlow.
+``KNOWN_SHA256``. Nothing here imports TensorFlow.
 """
 
-import hashlib
 import os
 from pathlib import Path
 import re
@@ -26,6 +25,8 @@ import zipfile
 import zlib
 
 from tqdm import tqdm
+
+from metalearn.data import cache
 
 # TFDS split name -> original zip name (all four are needed for any build).
 ZIP_NAMES = {
@@ -71,17 +72,13 @@ TFDS_NAME = "omniglot"
 PROBE_TIMEOUT_S = 5.0
 
 
-class NoSourceError(FileNotFoundError):
-  """No cache, and none of the sources to build one is available."""
-
-
 class SourceUnavailable(Exception):
   """One source is absent (no dataset, no zips, no network): try the next."""
 
 
 def repo_root() -> Path | None:
   """The repository checkout holding this package, or None if installed."""
-  root = Path(__file__).resolve().parents[2]
+  root = Path(__file__).resolve().parents[3]
   is_checkout = ((root / "pyproject.toml").is_file()
                  and (root / "metalearn" / "data").is_dir())
   return root if is_checkout else None
@@ -89,7 +86,7 @@ def repo_root() -> Path | None:
 
 def shared_omniglot_dir() -> Path:
   """The checkout's default zip dir: ``<repo>/../shared/data/omniglot``."""
-  return Path(__file__).resolve().parents[3] / "shared" / "data" / "omniglot"
+  return Path(__file__).resolve().parents[4] / "shared" / "data" / "omniglot"
 
 
 def resolve_omniglot_dir(omniglot_dir: str | os.PathLike | None = None
@@ -155,15 +152,6 @@ def probe_url(url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
   return None
 
 
-def sha256_file(path: Path) -> str:
-  """Hex sha256 of a file's bytes."""
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
-
-
 def missing_zips_error(where: Path | None,
                        cache_dir: Path) -> FileNotFoundError:
   """The error for a zip dir without the four zips (or no zip dir)."""
@@ -198,7 +186,7 @@ def verify_zips(omniglot_dir: Path, cache_dir: Path, *,
   verified = {}
   for name, path in tqdm(paths.items(), desc="verify zips",
                          disable=not progress):
-    sha = sha256_file(path)
+    sha = cache.sha256_file(path)
     known = known_sha256.get(name, {})
     if sha not in known:
       listed = "; ".join(f"{k} ({v})" for k, v in known.items()) or "none"
@@ -226,7 +214,7 @@ def check_archive(path: Path) -> None:
 
 
 def no_source_error(cache_dir: Path, reasons: Mapping[str, str], *,
-                    tfds_data_dir: Path, url: str) -> NoSourceError:
+                    tfds_data_dir: Path, url: str) -> cache.NoSourceError:
   """The one error that lists the four ways to get the cache.
 
   Args:
@@ -240,7 +228,7 @@ def no_source_error(cache_dir: Path, reasons: Mapping[str, str], *,
   def why(way: str) -> str:
     return reasons.get(way, "not tried")
 
-  return NoSourceError(
+  return cache.NoSourceError(
       f"No usable Omniglot cache in {cache_dir}, and no source to build it "
       "from. Any one of these four ways works:\n"
       f"  1. an existing metalearn cache: {why('cache')}.\n"

@@ -1,18 +1,23 @@
-"""Named train / val / test splits of the Omniglot classes, read from the cache.
+"""Named train / val / test splits of the Omniglot classes: the datasets.
 
 Each split is a fixed partition of the 1,623 TFDS labels (background
 ``train`` split 0..963, evaluation ``test`` split 964..1622); ``load_splits``
-returns the cached images of each part. No TensorFlow.
+returns the cached images of each part. Every name in ``SPLIT_NAMES`` is a
+registered dataset (``config.dataset``): 28x28 grayscale, uint8 {0, 1}, 20
+drawings per class. No TensorFlow unless the cache must be built.
 """
 
 import hashlib
 import os
-from typing import NamedTuple
 
+import ml_collections
 import numpy as np
 
 from metalearn.data import episodes
-from metalearn.data import omniglot
+from metalearn.data import images
+from metalearn.data import registry
+from metalearn.data.omniglot import access
+from metalearn.data.omniglot import store
 
 SPLIT_NAMES = ("lake", "vinyals", "mamlpp", "tfds")
 # name -> (train, val, test) class counts, before rotation.
@@ -23,13 +28,6 @@ SPLIT_SIZES = {
     "tfds": (964, 0, 659),
 }
 SPLIT_SEED = 0
-
-
-class Splits(NamedTuple):
-  """Train / val / test classes: images [C, 20, 28, 28] uint8 or labels [C]."""
-  train: np.ndarray
-  val: np.ndarray
-  test: np.ndarray
 
 
 def _check_split_name(name: str) -> None:
@@ -49,7 +47,7 @@ def _seeded_order(labels: np.ndarray, salt: str) -> np.ndarray:
 
 
 def split_labels(name: str, background: np.ndarray, evaluation: np.ndarray
-                ) -> Splits:
+                ) -> images.Splits:
   """TFDS labels of each split's classes, each sorted ascending.
 
   Args:
@@ -77,16 +75,17 @@ def split_labels(name: str, background: np.ndarray, evaluation: np.ndarray
     n_train, n_val, _ = SPLIT_SIZES[name]
     n_pool = n_train + n_val
     train, val, test = order[n_val:n_pool], order[:n_val], order[n_pool:]
-  return Splits(*(np.sort(x).astype(np.int32) for x in (train, val, test)))
+  return images.Splits(*(np.sort(x).astype(np.int32)
+                         for x in (train, val, test)))
 
 
 def load_splits(name: str, cache_dir: str | os.PathLike | None = None, *,
-                rotate_train: bool = False) -> Splits:
+                rotate_train: bool = False) -> images.Splits:
   """Loads a named split from the cache (no TensorFlow needed).
 
   Args:
     name: one of ``SPLIT_NAMES``; see ``split_labels`` and ``SPLIT_SIZES``.
-    cache_dir: cache dir; see ``omniglot.resolve_cache_dir``.
+    cache_dir: cache dir; see ``store.resolve_cache_dir``.
     rotate_train: add the 90/180/270 degree rotations of every training
       character as new classes (train becomes [4 C, 20, 28, 28]; class
       ``r * C + c`` is class ``c`` turned ``r`` times, as in
@@ -97,14 +96,30 @@ def load_splits(name: str, cache_dir: str | os.PathLike | None = None, *,
     [0, 20, 28, 28]).
   """
   _check_split_name(name)
-  background = omniglot.load_cached("train", cache_dir)
-  evaluation = omniglot.load_cached("test", cache_dir)
-  images = np.concatenate([background.images, evaluation.images])
+  background = access.load_cached("train", cache_dir)
+  evaluation = access.load_cached("test", cache_dir)
+  every = np.concatenate([background.images, evaluation.images])
   labels = np.concatenate([background.labels, evaluation.labels])
   row = {int(l): i for i, l in enumerate(labels)}
   split = split_labels(name, background.labels, evaluation.labels)
-  out = Splits(*(images[np.asarray([row[int(l)] for l in part], np.intp)]
-                 for part in split))
+  out = images.Splits(*(every[np.asarray([row[int(l)] for l in part], np.intp)]
+                        for part in split))
   if rotate_train:
     out = out._replace(train=episodes.rotate_classes(out.train))
   return out
+
+
+def _load_config(name: str):
+  """``load_splits(config)`` of split ``name``: the cache of
+  ``config.cache_dir``, built from ``config.omniglot_dir`` if needed."""
+  def load(config: ml_collections.ConfigDict) -> images.Splits:
+    cache_dir = access.ensure_cache(config.omniglot_dir or None,
+                                    config.cache_dir or None, progress=True)
+    return load_splits(name, cache_dir)
+  return load
+
+
+DATASETS = {name: registry.register(images.image_dataset(
+    name, f"Omniglot ({name!r} split)", _load_config(name),
+    input_shape=(store.IMAGE_SIZE, store.IMAGE_SIZE, 1),
+    examples_per_class=store.NUM_DRAWINGS)) for name in SPLIT_NAMES}

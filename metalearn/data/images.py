@@ -1,0 +1,155 @@
+"""Image datasets of classes: from train / val / test arrays to a ``Dataset``.
+
+An image dataset is a function that returns its class-major uint8 images
+(``Splits``), the shape of one image and how many examples each class has;
+:func:`image_dataset` turns that into a registrable
+:class:`metalearn.data.Dataset` that checks the config, samples episodes on
+the device (:mod:`metalearn.data.episodes`) and draws the fixed task sets
+with the same seeds for every dataset: a training pool ``config.seed + 1``,
+validation ``config.seed + 2`` and test ``config.seed + 3``.
+"""
+
+from typing import Callable, NamedTuple
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from metalearn.data import episodes
+from metalearn.data import registry
+
+Config = ml_collections.ConfigDict
+
+
+class Splits(NamedTuple):
+  """Train / val / test classes.
+
+  Attributes:
+    train: [C, D, H, W] (grayscale) or [C, D, H, W, ch] (colour) uint8.
+    val: as ``train``, the validation classes (may have C = 0).
+    test: as ``train``, the test classes.
+  """
+  train: np.ndarray
+  val: np.ndarray
+  test: np.ndarray
+
+
+def check_examples_per_class(config: Config, dataset: str,
+                             examples: int) -> None:
+  """``k_shot + n_query`` and ``k_shot + eval_n_query`` fit ``examples``."""
+  for field, shots in (("n_query", config.k_shot + config.n_query),
+                       ("eval_n_query", config.k_shot + config.eval_n_query)):
+    if shots > examples:
+      raise registry.config_error(
+          field, config[field],
+          f"k_shot + {field} must be <= {examples} (examples per class of "
+          f"{dataset!r}); with k_shot={config.k_shot} the valid range is "
+          f"[1, {examples - config.k_shot}]")
+
+
+def check_against_splits(config: Config, splits: Splits) -> None:
+  """``n_way`` fits every split's class count (train counts rotations), and
+  each split has the examples per class the queries need."""
+  fail = registry.config_error
+  train_classes = splits.train.shape[0] * (4 if config.rotate else 1)
+  for name, classes in (("train", train_classes),
+                        ("val", splits.val.shape[0]),
+                        ("test", splits.test.shape[0])):
+    if name == "val" and not config.val_tasks:
+      continue
+    if name == "val" and not classes:
+      raise fail("val_tasks", config.val_tasks,
+                 f"the {config.dataset!r} split has no validation classes, "
+                 "so val_tasks must be 0")
+    if config.n_way > classes:
+      raise fail("n_way", config.n_way,
+                 f"the {config.dataset!r} {name} split has {classes} "
+                 f"classes, so the valid range is [2, {classes}]")
+    field = "n_query" if name == "train" else "eval_n_query"
+    examples = getattr(splits, name).shape[1]
+    if config.k_shot + config[field] > examples:
+      raise fail(field, config[field],
+                 f"the {config.dataset!r} {name} split has {examples} "
+                 f"examples per class, so k_shot + {field} must be <= "
+                 f"{examples}")
+
+
+def parts(config: Config, splits: Splits) -> registry.DataParts:
+  """The training images (or pool) and the fixed val / test tasks.
+
+  Args:
+    config: reads ``n_way``, ``k_shot``, ``n_query``, ``eval_n_query``,
+      ``rotate``, ``train_pool``, ``val_tasks``, ``test_tasks``, ``seed``.
+    splits: the dataset's classes, already checked against the config.
+
+  Returns:
+    ``DataParts``: train images as a jnp array (or a pool of
+    ``config.train_pool`` tasks, seed + 1), ``config.val_tasks`` val tasks
+    (seed + 2, None when 0) and ``config.test_tasks`` test tasks (seed + 3),
+    the fixed ones with ``config.eval_n_query`` queries per class.
+  """
+  sizes = dict(n_way=config.n_way, k_shot=config.k_shot)
+  train = jnp.asarray(splits.train)
+  if config.train_pool:
+    train = episodes.fixed_tasks(config.seed + 1, train,
+                                 num_tasks=config.train_pool,
+                                 n_query=config.n_query, rotate=config.rotate,
+                                 **sizes)
+  val = (episodes.fixed_tasks(config.seed + 2, jnp.asarray(splits.val),
+                              num_tasks=config.val_tasks,
+                              n_query=config.eval_n_query, **sizes)
+         if config.val_tasks else None)
+  test = episodes.fixed_tasks(config.seed + 3, jnp.asarray(splits.test),
+                              num_tasks=config.test_tasks,
+                              n_query=config.eval_n_query, **sizes)
+  return registry.DataParts(train, val, test)
+
+
+def task_fn(config: Config) -> registry.TaskFn:
+  """``(key, images or pool) -> Task`` batch of ``config.meta_batch_size``
+  fresh episodes (``config.rotate``: rotations as classes), or a draw from
+  the fixed pool when ``config.train_pool > 0``."""
+  batch_size = config.meta_batch_size
+  if config.train_pool:
+    return lambda key, pool: episodes.sample_from_pool(key, pool, batch_size)
+  sizes = dict(n_way=config.n_way, k_shot=config.k_shot,
+               n_query=config.n_query, batch_size=batch_size,
+               rotate=config.rotate)
+  return lambda key, images: episodes.sample_tasks(key, images, **sizes)
+
+
+def image_dataset(name: str, description: str,
+                  load_splits: Callable[[Config], Splits],
+                  input_shape: tuple[int, ...],
+                  examples_per_class: int) -> registry.Dataset:
+  """A classification dataset of class-major uint8 images.
+
+  Args:
+    name: the ``config.dataset`` value.
+    description: one phrase for report headers.
+    load_splits: ``load_splits(config) -> Splits`` of uint8 images
+      [C, D, H, W] (grayscale: {0, 1} or 0..255, cast unchanged) or
+      [C, D, H, W, ch] (colour 0..255, scaled into [0, 1]); may build a
+      cache first (reading e.g. ``config.data_dir``, ``config.cache_dir``).
+    input_shape: one sampled image, (H, W, ch), e.g. (28, 28, 1).
+    examples_per_class: D, checked against ``k_shot + n_query`` before
+      loading.
+
+  Returns:
+    The ``Dataset`` (pass it to :func:`metalearn.data.register`).
+  """
+  shape = tuple(input_shape)
+
+  def check(config: Config) -> None:
+    registry.check_objective(config, name, "cross_entropy")
+    check_examples_per_class(config, name, examples_per_class)
+
+  def load(config: Config) -> registry.DataParts:
+    splits = Splits(*load_splits(config))
+    check_against_splits(config, splits)
+    return parts(config, splits)
+
+  return registry.Dataset(
+      name=name, description=description, objective="cross_entropy",
+      input_shape=lambda config: shape, check=check, load=load,
+      task_fn=task_fn)
