@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from metalearn import core
-from metalearn import reptile
+from metalearn import inner_lrs as inner_lrs_lib
+from metalearn import rules
 from metalearn.objectives import CLASSIFICATION, Objective
 from metalearn.types import ApplyFn, PyTree, Task
 
@@ -32,6 +33,11 @@ class EvalResult(NamedTuple):
     task_step_loss: [num_tasks, inner_steps] each task's adaptation trajectory.
     num_tasks: n.
     inner_steps: inner steps used (may differ from training).
+    task_initial_loss: [num_tasks] query loss before any inner step (the
+      meta-learned parameters themselves).
+    task_initial_accuracy: [num_tasks] the same for accuracy.
+    task_step_accuracy: [num_tasks, inner_steps] each task's accuracy after
+      each inner step.
   """
   accuracy: Optional[float]
   ci95: Optional[float]
@@ -44,6 +50,9 @@ class EvalResult(NamedTuple):
   num_tasks: int
   inner_steps: int
   loss_ci95: float = 0.0
+  task_initial_loss: Optional[np.ndarray] = None
+  task_initial_accuracy: Optional[np.ndarray] = None
+  task_step_accuracy: Optional[np.ndarray] = None
 
   def summary(self) -> dict:
     """JSON-friendly dict (lists instead of arrays, per-task data dropped)."""
@@ -58,20 +67,31 @@ class EvalResult(NamedTuple):
 
 
 @functools.partial(jax.jit, static_argnames=(
-    "apply_fn", "step_aware", "batching", "objective", "body_head",
-    "adam_lr"))
+    "apply_fn", "step_aware", "batching", "objective", "body_head", "inner"))
 def _chunk_metrics(apply_fn, params, inner_lrs, tasks, *, step_aware,
-                   batching, objective, body_head, adam_lr):
-  if adam_lr is not None:
-    run = functools.partial(reptile.adam_adapt, apply_fn, params, inner_lrs,
-                            lr=adam_lr, objective=objective)
-  else:
-    run = core.task_runner(apply_fn, params, inner_lrs, body_head=body_head,
-                           first_order=True, step_aware=step_aware,
-                           objective=objective)
+                   batching, objective, body_head, inner):
+  run = inner.make(apply_fn, params, inner_lrs, body_head=body_head,
+                   first_order=True, step_aware=step_aware,
+                   objective=objective)
   if batching == "map":
     return jax.lax.map(lambda t: run(t)[1], tasks)
   return jax.vmap(run)(tasks)[1]
+
+
+@functools.partial(jax.jit, static_argnames=(
+    "apply_fn", "step_aware", "batching", "objective"))
+def _initial_metrics(apply_fn, params, tasks, *, step_aware, batching,
+                     objective):
+  """Query loss and metric (or None) of every task before adaptation."""
+  def score(task):
+    out = (apply_fn(params, task.query_x, 0) if step_aware
+           else apply_fn(params, task.query_x))
+    metric = (None if objective.metric is None
+              else objective.metric(out, task.query_y))
+    return objective.loss(out, task.query_y), metric
+  if batching == "map":
+    return jax.lax.map(score, tasks)
+  return jax.vmap(score)(tasks)
 
 
 def evaluate(apply_fn: ApplyFn,
@@ -85,7 +105,7 @@ def evaluate(apply_fn: ApplyFn,
              batching: str = "vmap",
              objective: Objective = CLASSIFICATION,
              body_head: Optional[core.BodyHead] = None,
-             adam_lr: Optional[float] = None) -> EvalResult:
+             inner: Optional[rules.InnerUpdate] = None) -> EvalResult:
   """Adapts to every task of a fixed set and scores the query sets.
 
   Args:
@@ -102,9 +122,8 @@ def evaluate(apply_fn: ApplyFn,
       faster for conv nets on CPU), as in :func:`metalearn.core.meta_loss`.
     objective, body_head: as in :func:`metalearn.core.meta_loss` (hashable:
       static arguments).
-    adam_lr: adapt with Adam (``beta1 = 0``) at this rate instead of SGD
-      with ``inner_lrs`` (Reptile's inner optimizer,
-      :func:`metalearn.reptile.adam_adapt`).
+    inner: how each task adapts (:class:`metalearn.rules.InnerUpdate`,
+      hashable: a static argument); default SGD with ``inner_lrs``.
 
   Returns:
     An :class:`EvalResult`.
@@ -114,10 +133,10 @@ def evaluate(apply_fn: ApplyFn,
                      f"{inner_steps}.")
   if batching not in ("vmap", "map"):
     raise ValueError(f"batching must be 'vmap' or 'map', got {batching!r}.")
-  lrs = core.extend_inner_lrs(inner_lrs, inner_steps)
+  lrs = inner_lrs_lib.extend_inner_lrs(inner_lrs, inner_steps)
   num_tasks = int(tasks.support_y.shape[0])
   chunk = max(1, min(chunk_size, num_tasks))
-  losses, accs = [], []
+  losses, accs, initial = [], [], []
   for start in range(0, num_tasks, chunk):
     part = jax.tree.map(lambda x: x[start:start + chunk], tasks)
     n = int(part.support_y.shape[0])
@@ -128,10 +147,13 @@ def evaluate(apply_fn: ApplyFn,
     metrics = _chunk_metrics(apply_fn, params, lrs, part,
                              step_aware=step_aware, batching=batching,
                              objective=objective, body_head=body_head,
-                             adam_lr=adam_lr)
+                             inner=inner or rules.sgd())
     losses.append(np.asarray(metrics.loss)[:n])
     if metrics.accuracy is not None:
       accs.append(np.asarray(metrics.accuracy)[:n])
+    initial.append(jax.tree.map(lambda x: np.asarray(x)[:n], _initial_metrics(
+        apply_fn, params, part, step_aware=step_aware, batching=batching,
+        objective=objective)))
   loss = np.concatenate(losses)
   ci = lambda x: 1.96 * float(np.std(x)) / math.sqrt(num_tasks)
   acc = np.concatenate(accs) if accs else None
@@ -144,7 +166,11 @@ def evaluate(apply_fn: ApplyFn,
       step_accuracy=None if acc is None else acc.mean(axis=0),
       step_loss=loss.mean(axis=0), task_accuracy=final, task_step_loss=loss,
       num_tasks=num_tasks, inner_steps=inner_steps,
-      loss_ci95=ci(loss[:, -1]))
+      loss_ci95=ci(loss[:, -1]),
+      task_initial_loss=np.concatenate([l for l, _ in initial]),
+      task_initial_accuracy=None if acc is None else np.concatenate(
+          [a for _, a in initial]),
+      task_step_accuracy=acc)
 
 
 def format_table(result: EvalResult, title: str = "test") -> str:

@@ -30,6 +30,24 @@ def test_conv4_shapes_and_transductive_norm():
   np.testing.assert_allclose(jnp.var(y, axis=(0, 1, 2)), 1, atol=1e-3)
 
 
+def test_convolutions_have_no_bias_before_batch_norm():
+  # Batch norm subtracts the per-channel mean right after each convolution,
+  # so a conv bias would have no effect: the offset is the only shift.
+  model = ml.models.conv4(3, input_shape=(8, 8, 1), filters=4, num_blocks=2)
+  params = jax.jit(model.init)(jax.random.key(0))
+  assert sorted(params) == ["conv0", "conv1", "head", "norm0", "norm1"]
+  for i in range(2):
+    assert list(params[f"conv{i}"]) == ["kernel"]
+    assert sorted(params[f"norm{i}"]) == ["offset", "scale"]
+  assert sorted(params["head"]) == ["bias", "kernel"]
+  norm = TransductiveBatchNorm()
+  x = jax.random.normal(jax.random.key(1), (6, 8, 8, 4))
+  shift = jnp.arange(4.0).reshape(1, 1, 1, 4)
+  variables = norm.init(jax.random.key(2), x)
+  np.testing.assert_allclose(norm.apply(variables, x + shift),
+                             norm.apply(variables, x), atol=1e-5)
+
+
 def test_bn_steps_picks_the_step_row():
   model = ml.models.conv4(3, input_shape=(8, 8, 1), filters=4, num_blocks=2,
                           bn_steps=3)
@@ -60,7 +78,7 @@ def test_matmul_convolution_is_the_same_model():
                        conv_impl="matmul")
   params = jax.jit(xla.init)(jax.random.key(0))
   chex.assert_trees_all_equal(params, jax.jit(mm.init)(jax.random.key(0)))
-  # Non-zero biases, so their placement is checked too.
+  # Non-zero parameters (batch-norm offsets, head bias) are placed alike.
   params = jax.tree.map(
       lambda p: p + 0.05 * jax.random.normal(jax.random.key(2), p.shape),
       params)

@@ -1,13 +1,17 @@
 """The comparison report: numbers, recommendation, write-up table, markdown,
-plots, and no global matplotlib backend switch."""
+plots (each checked against the numbers of ``results.json``), and no global
+matplotlib backend switch."""
 
+import json
 import math
 import os
 from pathlib import Path
 import subprocess
 import sys
 import textwrap
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from metalearn import algorithms
@@ -294,16 +298,212 @@ def test_write_plots_writes_png_files(tmp_path):
   out = tmp_path / "plots"
   names = report.write_plots(results, str(out))
   assert names == ["training_loss.png", "adaptation_loss.png",
+                   "task_accuracy.png", "tradeoff.png",
                    "inner_lrs_mamlpp.png"]
   assert sorted(os.listdir(out)) == sorted(names)
   for name in names:
     data = (out / name).read_bytes()
     assert data[:8] == PNG_MAGIC and len(data) > 1000, name
+    assert report.caption(name), name
   with pytest.raises(ValueError, match="no learned inner_lrs"):
     report.plot_inner_lrs(results[0], str(tmp_path / "x.png"))
-  # Nothing finished: still two (empty) plots, no crash.
+  # Nothing finished: still the four (empty) pictures, no crash.
   assert report.write_plots([report.AlgorithmResult("maml", error="x")],
-                            str(tmp_path / "empty")) == names[:2]
+                            str(tmp_path / "empty")) == names[:4]
+
+
+def run_results(*, calls=5, per_call=10, tasks=12, steps=3, val=True):
+  """``results.json``'s algorithms as a finished comparison writes them:
+  real JSON, per-call training rows, per-task test values (no training)."""
+  out = {}
+  for i, name in enumerate(("maml", "fomaml", "mamlpp")):
+    rng = np.random.default_rng(i)
+    test = SimpleNamespace(
+        task_initial_loss=1.6 + 0.1 * rng.random(tasks),
+        task_step_loss=np.sort(rng.random((tasks, steps)), axis=1)[:, ::-1],
+        task_initial_accuracy=0.2 + 0.05 * rng.random(tasks),
+        task_step_accuracy=np.sort(rng.random((tasks, steps)), axis=1))
+    task_acc = test.task_step_accuracy[:, -1]
+    vs = [2 * per_call, calls * per_call] if val else []
+    r = full(name, float(task_acc.mean()), 0.05, meta_steps=calls * per_call,
+             train_loss=list(1.5 - 0.1 * np.arange(calls) + 0.05 * i),
+             train_step=[per_call * (k + 1) for k in range(calls)],
+             val_step=vs, val_accuracy=[0.5 + 0.1 * i, 0.7][:len(vs)],
+             val_ci95=[0.03, 0.02][:len(vs)],
+             test_step_loss=test.task_step_loss.mean(0).tolist(),
+             test_task_accuracy=task_acc.tolist(), train_s=10.0 * (i + 1),
+             **report.adaptation_curves(test))
+    out[name] = r._asdict()
+  return list(json.loads(json.dumps({"algorithms": out}))["algorithms"]
+              .values())
+
+
+def test_training_picture_is_against_true_meta_steps():
+  results = run_results()
+  data = report.training_data(results)
+  fig = report.draw_training(data)
+  loss_ax, acc_ax = fig.axes[:2]
+  # Per algorithm a faint raw line then a solid moving average, both at the
+  # meta-steps of the metrics rows (10, 20, ..., 50), not at 1..5.
+  lines = loss_ax.get_lines()
+  assert len(lines) == 2 * len(results)
+  for r, raw, smooth in zip(results, lines[::2], lines[1::2]):
+    np.testing.assert_array_equal(raw.get_xdata(), r["train_step"])
+    np.testing.assert_array_equal(raw.get_ydata(), r["train_loss"])
+    np.testing.assert_array_equal(smooth.get_xdata(), r["train_step"])
+    assert raw.get_alpha() < 0.5 and smooth.get_alpha() in (None, 1.0)
+    assert smooth.get_linewidth() > raw.get_linewidth()
+  assert loss_ax.get_xlabel() == "meta-step"
+  assert max(lines[0].get_xdata()) == results[0]["meta_steps"]
+  # The moving average: trailing mean over 3 points here.
+  y = np.asarray(results[0]["train_loss"])
+  np.testing.assert_allclose(data.smooth[0].y[2], y[:3].mean())
+  np.testing.assert_allclose(data.smooth[0].y[0], y[0])
+  # Validation accuracy with its CI, at its meta-steps; the test stars.
+  for r, s in zip(results, data.val):
+    np.testing.assert_array_equal(s.x, r["val_step"])
+    np.testing.assert_array_equal(s.y, r["val_accuracy"])
+    np.testing.assert_array_equal(s.ci95, r["val_ci95"])
+  assert len(acc_ax.collections) >= len(results)  # the CI bands
+  assert [t.y[0] for t in data.test] == [r["test_accuracy"] for r in results]
+  # An old record without train_step: rows spread over its meta-steps.
+  old = {k: v for k, v in results[0].items() if k != "train_step"}
+  spread = report.training_data([old])
+  np.testing.assert_allclose(spread.raw[0].x, [10, 20, 30, 40, 50])
+  assert not spread.meta_steps_known
+  # No validation: the panel says so instead of staying blank.
+  quiet = report.training_data(run_results(val=False))
+  assert quiet.val == []
+  texts = [t.get_text() for t in report.draw_training(quiet).axes[1].texts]
+  assert any("no validation" in t for t in texts)
+
+
+def test_adaptation_picture_starts_before_the_first_inner_step():
+  results = run_results(steps=3)
+  data = report.adaptation_data(results)
+  fig = report.draw_adaptation(data)
+  for what, series, ax in (("loss", data.loss, fig.axes[0]),
+                           ("accuracy", data.accuracy, fig.axes[1])):
+    for r, s, line in zip(results, series, ax.get_lines()):
+      np.testing.assert_array_equal(line.get_xdata(), [0, 1, 2, 3])
+      np.testing.assert_allclose(line.get_ydata(),
+                                 r[f"test_adaptation_{what}"])
+      np.testing.assert_allclose(s.ci95, r[f"test_adaptation_{what}_ci95"])
+    assert len(ax.collections) == len(results)  # one CI band each
+  # Step 0 is the unadapted loss, steps 1.. the per-step test loss.
+  r = results[0]
+  assert r["test_adaptation_loss"][0] > r["test_adaptation_loss"][1]
+  np.testing.assert_allclose(r["test_adaptation_loss"][1:],
+                             r["test_step_loss"])
+  # An old record with only the per-step means starts at step 1, no band.
+  old = report.adaptation_data([{"name": "maml",
+                                 "test_step_loss": [1.0, 0.5]}])
+  assert old.loss[0].x.tolist() == [1, 2] and old.loss[0].ci95 is None
+
+
+def test_adaptation_curves_from_a_real_evaluation():
+  # conv-4 at toy size: step 0 is the meta-learned weights themselves.
+  from metalearn import evaluate  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import metalearn as ml  # pylint: disable=g-import-not-at-top
+  model = ml.models.conv4(3, input_shape=(4, 4, 1), filters=2, num_blocks=1,
+                          bn_steps=2)
+  params = jax.jit(model.init)(jax.random.key(0))
+  x = jax.random.normal(jax.random.key(1), (5, 6, 4, 4, 1))
+  y = jnp.tile(jnp.arange(3), (5, 2))
+  tasks = ml.Task(x, y, x[:, ::-1], y)
+  test = evaluate.evaluate(model.apply, params,
+                           ml.fixed_inner_lrs(params, 0.5, 2), tasks,
+                           inner_steps=2, step_aware=True, chunk_size=2)
+  logits = jax.vmap(lambda q: model.apply(params, q, 0))(tasks.query_x)
+  labels = tasks.query_y
+  expected = -jnp.mean(jnp.take_along_axis(
+      jax.nn.log_softmax(logits), labels[..., None], -1), axis=(1, 2))
+  np.testing.assert_allclose(test.task_initial_loss, expected, rtol=1e-5)
+  np.testing.assert_allclose(
+      test.task_initial_accuracy,
+      jnp.mean(jnp.argmax(logits, -1) == labels, axis=1), rtol=1e-6)
+  assert test.task_step_accuracy.shape == (5, 2)
+  np.testing.assert_allclose(test.task_step_accuracy[:, -1],
+                             test.task_accuracy)
+  curves = report.adaptation_curves(test)
+  np.testing.assert_allclose(curves["test_adaptation_loss"],
+                             [expected.mean(), *test.step_loss], rtol=1e-5)
+  np.testing.assert_allclose(curves["test_adaptation_accuracy"][1:],
+                             test.step_accuracy, rtol=1e-6)
+  ci = 1.96 * np.std(test.task_step_loss[:, 1]) / math.sqrt(5)
+  np.testing.assert_allclose(curves["test_adaptation_loss_ci95"][2], ci,
+                             rtol=1e-5)
+
+
+def test_task_accuracy_picture_uses_the_per_task_accuracies():
+  results = run_results(tasks=12)
+  data = report.task_accuracy_data(results)
+  fig = report.draw_task_accuracy(data)
+  ax = fig.axes[0]
+  points = [c for c in ax.collections
+            if c.get_offsets().shape[0] == 12]  # the strips of points
+  assert len(points) == len(results)
+  for r, d, strip in zip(results, data, points):
+    np.testing.assert_array_equal(d.values, r["test_task_accuracy"])
+    np.testing.assert_allclose(np.asarray(strip.get_offsets())[:, 1],
+                               r["test_task_accuracy"])
+    assert d.std == pytest.approx(np.std(r["test_task_accuracy"]))
+    assert d.mean == pytest.approx(r["test_accuracy"])
+  texts = [t.get_text() for t in ax.texts]
+  for d in data:
+    assert any(f"std {100 * d.std:.1f}" in t for t in texts)
+  assert [t.get_text() for t in ax.get_xticklabels()] == [
+      "MAML", "FOMAML", "MAML++"]
+
+
+def test_tradeoff_picture_puts_ours_beside_the_writeup():
+  results = run_results()
+  data = report.tradeoff_data(results)
+  ours = [p for p in data.points if p.source == "ours"]
+  theirs = {p.name: p for p in data.points if p.source == "write-up"}
+  assert [(p.name, p.accuracy, p.ci95, p.train_s, p.memory_bytes)
+          for p in ours] == [
+              (r["name"], r["test_accuracy"], r["test_ci95"], r["train_s"],
+               r["peak_memory_bytes"]) for r in results]
+  assert data.memory_kind == "own-process peak"  # full() is isolated
+  assert (theirs["maml"].accuracy, theirs["maml"].train_s,
+          theirs["maml"].memory_bytes) == (0.7416, 364.6, 1.34e9)
+  assert set(theirs) == {"maml", "fomaml"}
+  assert data.estimates == [("mamlpp", 0.77, 0.82)]
+  # A shared process: our memory is the XLA scratch, not the peak.
+  shared = [dict(r, peak_memory_isolated=False) for r in results]
+  data = report.tradeoff_data(shared)
+  assert data.memory_kind == "XLA scratch of one meta-step"
+  assert [p.memory_bytes for p in data.points[:3]] == [
+      r["xla_temp_bytes"] for r in results]
+  fig = report.draw_tradeoff(data)
+  assert fig.axes[0].get_xscale() == "log"
+  assert "XLA scratch" in fig.axes[1].get_xlabel()
+
+
+def test_inner_rate_heatmap_is_centred_at_zero():
+  lrs = {"conv0/kernel": [0.1, -0.05], "head/kernel": [0.4, 0.2]}
+  data = report.inner_lr_data({"name": "mamlpp", "inner_lrs": lrs})
+  assert data.layers == list(lrs)
+  fig = report.draw_inner_lrs(data)
+  (image,) = fig.axes[0].get_images()
+  np.testing.assert_array_equal(image.get_array(), [[0.1, -0.05],
+                                                    [0.4, 0.2]])
+  norm = image.norm
+  assert norm.vcenter == 0 and norm.vmin == pytest.approx(-0.4)
+  assert norm.vmax == pytest.approx(0.4)
+  assert image.get_cmap().name == "RdBu_r"
+  assert "(1 negative)" in fig.axes[0].get_title()
+
+
+def test_markdown_plots_have_captions():
+  md = report.render_markdown([full("maml", 0.8, 0.02)], title="t",
+                              plots=["task_accuracy.png"])
+  assert "![task_accuracy.png](task_accuracy.png)" in md
+  assert report.caption("task_accuracy.png") in md
+  assert "negative rate" in report.caption("inner_lrs_mamlpp.png")
 
 
 _CHILD = textwrap.dedent("""

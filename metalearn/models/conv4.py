@@ -3,7 +3,10 @@
 4 x [3x3 conv, ``filters`` channels, batch norm, ReLU, 2x2 max-pool], then a
 dense layer to ``n_way`` logits. Batch norm is transductive, as in MAML: it
 normalises with the statistics of the current forward pass, so the model has
-no mutable state and ``apply(params, x)`` is a pure function.
+no mutable state and ``apply(params, x)`` is a pure function. The convolutions
+have no bias: batch norm subtracts the per-channel mean right after them, so a
+bias would have no effect and a gradient of float noise; the batch norm's
+``offset`` is the per-channel shift.
 """
 
 from typing import Callable, NamedTuple, Optional
@@ -12,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from metalearn.models import registry
 from metalearn.types import Array, PyTree
 
 
@@ -95,9 +99,9 @@ def resolve_conv_impl(conv_impl: str) -> str:
 class ShiftedMatmulConv(nn.Module):
   """A 3x3, stride-1, SAME convolution as nine shifted matmuls.
 
-  The same function and parameters (``kernel`` [3, 3, C_in, C_out], ``bias``
-  [C_out], same initialisers) as ``nn.Conv(features, (3, 3),
-  padding="SAME")``, written so that per-task kernels under ``vmap`` become
+  The same function and parameters (``kernel`` [3, 3, C_in, C_out], same
+  initialiser) as ``nn.Conv(features, (3, 3), padding="SAME",
+  use_bias=False)``, written so that per-task kernels under ``vmap`` become
   batched matmuls instead of grouped convolutions. Input [B, H, W, C_in] ->
   [B, H, W, C_out].
   """
@@ -107,14 +111,12 @@ class ShiftedMatmulConv(nn.Module):
   def __call__(self, x: Array) -> Array:
     kernel = self.param("kernel", nn.initializers.lecun_normal(),
                         (3, 3, x.shape[-1], self.features))
-    bias = self.param("bias", nn.initializers.zeros, (self.features,))
     height, width = x.shape[-3:-1]
     padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    out = sum(
+    return sum(
         jnp.einsum("bhwc,cd->bhwd", padded[:, dy:dy + height,
                                            dx:dx + width, :], kernel[dy, dx])
         for dy in range(3) for dx in range(3))
-    return out + bias.reshape(1, 1, 1, -1)
 
 
 class Conv4(nn.Module):
@@ -136,7 +138,8 @@ class Conv4(nn.Module):
       if self.conv_impl == "matmul":
         x = ShiftedMatmulConv(self.filters, name=f"conv{i}")(x)
       else:
-        x = nn.Conv(self.filters, (3, 3), padding="SAME", name=f"conv{i}")(x)
+        x = nn.Conv(self.filters, (3, 3), padding="SAME", use_bias=False,
+                    name=f"conv{i}")(x)
       x = TransductiveBatchNorm(self.bn_steps, name=f"norm{i}")(x, step)
       x = nn.relu(x)
       x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
@@ -206,3 +209,21 @@ def flax_model(module: nn.Module, dummy: Array, *,
   def body(params, x):
     return body_module.apply({"params": without_head(params)}, x)
   return Model(init, apply, body=body, head=dense_head)
+
+
+def _check(config) -> None:
+  if (isinstance(config.filters, bool) or not isinstance(config.filters, int)
+      or config.filters < 1):
+    raise ValueError(f"config.filters={config.filters!r} is invalid: must "
+                     "be an integer >= 1")
+
+
+registry.register(registry.ModelSpec(
+    "conv4",
+    build=lambda c, shape: conv4(
+        shape.n_out, input_shape=shape.input_shape, filters=c.filters,
+        num_blocks=c.num_blocks, bn_steps=shape.bn_steps,
+        conv_impl=c.conv_impl),
+    fields=("filters", "num_blocks", "conv_impl"),
+    describe=lambda c: f"conv-4 with {c.filters} filters",
+    check=_check))

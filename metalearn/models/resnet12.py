@@ -9,7 +9,9 @@ conv-4's transductive one (with MAML++'s per-step rows ``bn_steps``), so
 
 Parameters: ``block{i}/conv{j}``, ``block{i}/norm{j}`` (j = 0, 1, 2),
 ``block{i}/shortcut_conv``, ``block{i}/shortcut_norm`` and ``head``: every
-body leaf's path contains ``conv`` or ``norm`` (what ANIL freezes).
+body leaf's path contains ``conv`` or ``norm`` (what ANIL freezes). Every
+convolution feeds a batch norm, so it has a ``kernel`` and no ``bias`` (the
+norm's ``offset`` is the shift; a bias would have no effect).
 """
 
 from typing import Optional, Sequence
@@ -17,6 +19,7 @@ from typing import Optional, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from metalearn.models import registry
 from metalearn.models.conv4 import Model
 from metalearn.models.conv4 import ShiftedMatmulConv
 from metalearn.models.conv4 import TransductiveBatchNorm
@@ -29,18 +32,16 @@ _SLOPE = 0.1  # leaky ReLU
 
 
 class PointwiseMatmulConv(nn.Module):
-  """A 1x1 convolution as one matmul: ``nn.Conv(features, (1, 1))``'s
-  parameters (``kernel`` [1, 1, C_in, C_out], ``bias`` [C_out]) and function.
-  Input [B, H, W, C_in] -> [B, H, W, C_out]."""
+  """A 1x1 convolution as one matmul: ``nn.Conv(features, (1, 1),
+  use_bias=False)``'s parameter (``kernel`` [1, 1, C_in, C_out]) and
+  function. Input [B, H, W, C_in] -> [B, H, W, C_out]."""
   features: int
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     kernel = self.param("kernel", nn.initializers.lecun_normal(),
                         (1, 1, x.shape[-1], self.features))
-    bias = self.param("bias", nn.initializers.zeros, (self.features,))
-    return (jnp.einsum("bhwc,cd->bhwd", x, kernel[0, 0])
-            + bias.reshape(1, 1, 1, -1))
+    return jnp.einsum("bhwc,cd->bhwd", x, kernel[0, 0])
 
 
 class ResidualBlock(nn.Module):
@@ -58,14 +59,16 @@ class ResidualBlock(nn.Module):
     if matmul:
       shortcut = PointwiseMatmulConv(self.features, name="shortcut_conv")(x)
     else:
-      shortcut = nn.Conv(self.features, (1, 1), name="shortcut_conv")(x)
+      shortcut = nn.Conv(self.features, (1, 1), use_bias=False,
+                         name="shortcut_conv")(x)
     shortcut = TransductiveBatchNorm(self.bn_steps, name="shortcut_norm")(
         shortcut, step)
     for j in range(3):
       if matmul:
         x = ShiftedMatmulConv(self.features, name=f"conv{j}")(x)
       else:
-        x = nn.Conv(self.features, (3, 3), padding="SAME", name=f"conv{j}")(x)
+        x = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False,
+                    name=f"conv{j}")(x)
       x = TransductiveBatchNorm(self.bn_steps, name=f"norm{j}")(x, step)
       if j < 2:
         x = nn.leaky_relu(x, _SLOPE)
@@ -164,3 +167,14 @@ def resnet12(n_way: int,
   def body(params, x):
     return features(params, x)
   return Model(init, apply, body=body, head=head)
+
+
+registry.register(registry.ModelSpec(
+    "resnet12",
+    build=lambda c, shape: resnet12(
+        shape.n_out, input_shape=shape.input_shape, widths=tuple(c.widths),
+        bn_steps=shape.bn_steps, conv_impl=c.conv_impl,
+        remat=c.block_remat),
+    fields=("widths", "conv_impl", "block_remat"),
+    describe=lambda c: f"ResNet-12 {'-'.join(map(str, c.widths))}",
+    check=lambda c: registry.positive_ints(c, "widths")))

@@ -1,94 +1,40 @@
-"""PNG plots of a comparison: training loss, per-step test loss, learned
-MAML++ inner rates.
+"""The report's pictures as PNG files: which there are, their captions, and
+the learned MAML++ inner rates.
 
-matplotlib is imported lazily, inside the functions, and every figure is a
-:class:`matplotlib.figure.Figure` drawn on its own Agg canvas: nothing here
-touches pyplot or switches matplotlib's global backend, at import or ever.
+The curves live in :mod:`metalearn.report.curves`, the spread and the
+trade-off in :mod:`metalearn.report.spread`; shared drawing helpers in
+:mod:`metalearn.report.figures` (no pyplot, no global backend switch).
 """
 
 import os
-from typing import Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
+from metalearn.report import figures
+from metalearn.report.curves import plot_adaptation_loss
+from metalearn.report.curves import plot_training_loss
 from metalearn.report.records import as_result
+from metalearn.report.records import label
+from metalearn.report.spread import plot_task_accuracy
+from metalearn.report.spread import plot_tradeoff
 
 
-def _figure(figsize: tuple[float, float]):
-  """A new figure on its own Agg canvas (no pyplot, no global state)."""
-  # pylint: disable=g-import-not-at-top
-  from matplotlib.backends.backend_agg import FigureCanvasAgg
-  from matplotlib.figure import Figure
-  fig = Figure(figsize=figsize)
-  FigureCanvasAgg(fig)
-  return fig
+class InnerLrData(NamedTuple):
+  """What the learned-rate heatmap draws.
 
-
-def _save(fig, path: str) -> str:
-  """Lays out and writes the PNG; returns ``path``."""
-  fig.tight_layout()
-  fig.savefig(path, dpi=100, format="png")
-  return path
-
-
-def _smooth(y: np.ndarray) -> np.ndarray:
-  """Trailing moving average over 1/20 of the series."""
-  window = max(1, len(y) // 20)
-  if window == 1:
-    return y
-  kernel = np.ones(window) / window
-  return np.convolve(np.pad(y, (window - 1, 0), mode="edge"), kernel,
-                     mode="valid")
-
-
-def plot_training_loss(results: Sequence, path: str) -> str:
-  """Training query loss after the last inner step, per meta-step.
-
-  Args:
-    results: records (or dicts); those without ``train_loss`` are skipped.
-    path: the PNG to write.
-
-  Returns:
-    ``path``.
+  Attributes:
+    name: the algorithm.
+    layers: row labels, parameter paths such as ``conv0/kernel``.
+    grid: [layers, inner_steps] the final rate (mean over a leaf's elements).
   """
-  fig = _figure((7, 4))
-  ax = fig.add_subplot()
-  for r in map(as_result, results):
-    if not r.train_loss:
-      continue
-    y = np.asarray(r.train_loss, np.float64)
-    x = np.arange(1, len(y) + 1)
-    (line,) = ax.plot(x, _smooth(y), label=r.name)
-    ax.plot(x, y, color=line.get_color(), alpha=0.2, linewidth=0.8)
-  ax.set_xlabel("meta-step")
-  ax.set_ylabel("train query loss after last inner step")
-  ax.set_title("Training loss (faint: raw, solid: moving average)")
-  ax.grid(alpha=0.3)
-  if ax.get_legend_handles_labels()[0]:
-    ax.legend()
-  return _save(fig, path)
+  name: str
+  layers: list
+  grid: np.ndarray
 
 
-def plot_adaptation_loss(results: Sequence, path: str) -> str:
-  """Test query loss after each inner step, mean over test tasks."""
-  fig = _figure((6, 4))
-  ax = fig.add_subplot()
-  for r in map(as_result, results):
-    if r.test_step_loss:
-      steps = np.arange(1, len(r.test_step_loss) + 1)
-      ax.plot(steps, r.test_step_loss, marker="o", label=r.name)
-  ax.set_xlabel("inner step")
-  ax.set_ylabel("test query loss (mean over tasks)")
-  ax.set_title("Per-step adaptation on the test tasks")
-  ax.xaxis.get_major_locator().set_params(integer=True)
-  ax.grid(alpha=0.3)
-  if ax.get_legend_handles_labels()[0]:
-    ax.legend()
-  return _save(fig, path)
-
-
-def plot_inner_lrs(result, path: str) -> str:
-  """Heatmap of learned inner rates: layer (rows) x inner step (columns).
+def inner_lr_data(result) -> InnerLrData:
+  """The heatmap's numbers from a record's ``inner_lrs``.
 
   Raises:
     ValueError: the record has no learned ``inner_lrs``.
@@ -96,41 +42,107 @@ def plot_inner_lrs(result, path: str) -> str:
   r = as_result(result)
   if not r.inner_lrs:
     raise ValueError(f"{r.name} has no learned inner_lrs to plot.")
-  names = list(r.inner_lrs)
-  grid = np.asarray([r.inner_lrs[n] for n in names], np.float64)
+  layers = list(r.inner_lrs)
+  return InnerLrData(r.name, layers, np.asarray(
+      [r.inner_lrs[n] for n in layers], np.float64))
+
+
+def draw_inner_lrs(data: InnerLrData):
+  """Layer (rows) x inner step (columns), a diverging colour map centred at
+  0: negative rates (a step up the support loss) show blue, positive red."""
+  # pylint: disable=g-import-not-at-top
+  from matplotlib.colors import CenteredNorm
+  grid = data.grid
   steps = grid.shape[1]
-  fig = _figure((max(5.0, 2.2 + 0.9 * steps), 1.4 + 0.32 * len(names)))
+  fig = figures.figure((max(5.5, 2.8 + 0.9 * steps),
+                        1.5 + 0.32 * len(data.layers)))
   ax = fig.add_subplot()
-  im = ax.imshow(grid, aspect="auto", cmap="viridis")
+  finite = grid[np.isfinite(grid)]
+  half = float(np.max(np.abs(finite))) if finite.size else 1.0
+  norm = CenteredNorm(vcenter=0.0, halfrange=half or 1.0)
+  im = ax.imshow(grid, aspect="auto", cmap="RdBu_r", norm=norm)
   ax.set_xticks(range(steps), [str(i + 1) for i in range(steps)])
-  ax.set_yticks(range(len(names)), names, fontsize=8)
+  ax.set_yticks(range(len(data.layers)), data.layers, fontsize=8)
   ax.set_xlabel("inner step")
-  ax.set_title(f"{r.name}: learned inner learning rates")
+  negative = int(np.sum(finite < 0))
+  ax.set_title(f"{label(data.name)}: learned inner learning rates "
+               f"({negative} negative)", fontsize=10)
   if grid.size <= 200:
-    mid = (np.nanmax(grid) + np.nanmin(grid)) / 2
     for (i, j), v in np.ndenumerate(grid):
-      ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=7,
-              color="black" if v > mid else "white")
-  fig.colorbar(im, ax=ax)
-  return _save(fig, path)
+      ax.text(j, i, f"{v + 0.0:.3g}", ha="center", va="center", fontsize=7,
+              color="white" if abs(v) > 0.6 * norm.halfrange else "black",
+              fontweight="bold" if v < 0 else "normal")
+  fig.colorbar(im, ax=ax, label="rate (0 = white)")
+  return fig
+
+
+def plot_inner_lrs(result, path: str) -> str:
+  """Writes the learned-rate heatmap of ``result`` to ``path``.
+
+  Raises:
+    ValueError: the record has no learned ``inner_lrs``.
+  """
+  return figures.save(draw_inner_lrs(inner_lr_data(result)), path)
+
+
+class PlotSpec(NamedTuple):
+  """One picture of the report: its file, what it says, how it is drawn."""
+  file: str
+  caption: str
+  plot: Callable[[Sequence, str], str]
+
+
+PLOTS = (
+    PlotSpec("training_loss.png",
+             "Training against the meta-step: the query loss after the last "
+             "inner step of each compiled call (faint) and its moving "
+             "average (solid); validation accuracy ± 95% CI when the run "
+             "validated, and the final test accuracy ± 95% CI (stars).",
+             plot_training_loss),
+    PlotSpec("adaptation_loss.png",
+             "Adaptation on the test tasks, from inner step 0 (the "
+             "meta-learned weights before any inner step) to the last test "
+             "step: query loss and accuracy, mean over tasks with 95% CI "
+             "bands.", plot_adaptation_loss),
+    PlotSpec("task_accuracy.png",
+             "Accuracy of every test task (the same tasks for every "
+             "algorithm): violin, points, mean ± 95% CI and the std.",
+             plot_task_accuracy),
+    PlotSpec("tradeoff.png",
+             "Accuracy against training time and memory, ours beside the "
+             "write-up's published runs (its own GPU and protocol: compare "
+             "orders of magnitude, not ratios).", plot_tradeoff),
+)
+INNER_LRS_CAPTION = ("Learned inner learning rates of {name}, per layer and "
+                     "inner step; the colour map is centred at 0, so a "
+                     "negative rate shows blue.")
+
+
+def caption(file: str) -> str:
+  """The caption of a file :func:`write_plots` writes ("" if unknown)."""
+  for spec in PLOTS:
+    if spec.file == file:
+      return spec.caption
+  if file.startswith("inner_lrs_") and file.endswith(".png"):
+    return INNER_LRS_CAPTION.format(name=file[len("inner_lrs_"):-4])
+  return ""
 
 
 def write_plots(results: Sequence, output_dir: str) -> list[str]:
-  """Writes every plot into ``output_dir`` (created if missing).
+  """Writes every picture into ``output_dir`` (created if missing).
 
   Args:
     results: records (or dicts), failed ones included (they are skipped).
     output_dir: where the PNGs go.
 
   Returns:
-    The file names written, relative to ``output_dir``:
-    ``training_loss.png``, ``adaptation_loss.png`` and one
-    ``inner_lrs_<name>.png`` per record with learned inner rates.
+    The file names written, relative to ``output_dir``: those of
+    :data:`PLOTS` in order, then one ``inner_lrs_<name>.png`` per record
+    with learned inner rates.
   """
   results = [as_result(r) for r in results]
   os.makedirs(output_dir, exist_ok=True)
-  jobs = [("training_loss.png", plot_training_loss, results),
-          ("adaptation_loss.png", plot_adaptation_loss, results)]
+  jobs = [(spec.file, spec.plot, results) for spec in PLOTS]
   jobs += [(f"inner_lrs_{r.name}.png", plot_inner_lrs, r)
            for r in results if r.inner_lrs]
   for name, plot, data in jobs:

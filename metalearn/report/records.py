@@ -5,6 +5,8 @@ import math
 import numbers
 from typing import Any, Mapping, NamedTuple, Optional
 
+import numpy as np
+
 from metalearn import algorithms
 
 # Keys that older ``results.json`` files used -> today's field names.
@@ -33,8 +35,14 @@ class AlgorithmResult(NamedTuple):
       not depend on what ran before).
     final_train_loss: mean query loss after the last inner step over the
       last epoch of training.
-    train_loss: [meta_steps] query loss after the last inner step.
-    train_meta_loss: [meta_steps] the optimised (weighted) meta-loss.
+    train_loss: [calls] query loss after the last inner step, mean over
+      the meta-steps of one compiled call (one ``metrics.jsonl`` row each).
+    train_meta_loss: [calls] the optimised (weighted) meta-loss, likewise.
+    train_step: [calls] the meta-step each of those rows ends at (the
+      x-axis of ``train_loss``).
+    val_step, val_accuracy, val_ci95: [validations] the meta-step, accuracy
+      and 95% CI half-width of each validation during training (empty
+      lists when the run did not validate).
     test_accuracy, test_ci95, test_std: over the test tasks, after the last
       inner step (95% CI half-width, std across tasks).
     chance: 1 / n_way.
@@ -43,6 +51,11 @@ class AlgorithmResult(NamedTuple):
       over test tasks.
     test_step_accuracy: [inner_steps] the same for accuracy.
     test_task_accuracy: [test_tasks] per task (for paired differences).
+    test_adaptation_loss, test_adaptation_accuracy: [inner_steps + 1] mean
+      over test tasks of the query loss and accuracy at inner step 0
+      (before adaptation) to the last step.
+    test_adaptation_loss_ci95, test_adaptation_accuracy_ci95: [inner_steps
+      + 1] their 95% CI half-widths over the test tasks.
     inner_lrs: {layer path: [inner_steps]} final inner rates (mean over a
       leaf's elements), for algorithms that learn them; else None.
     wall_s: wall time of this algorithm, data set-up excluded.
@@ -64,6 +77,10 @@ class AlgorithmResult(NamedTuple):
   final_train_loss: Optional[float] = None
   train_loss: Optional[list] = None
   train_meta_loss: Optional[list] = None
+  train_step: Optional[list] = None
+  val_step: Optional[list] = None
+  val_accuracy: Optional[list] = None
+  val_ci95: Optional[list] = None
   test_accuracy: Optional[float] = None
   test_ci95: Optional[float] = None
   test_std: Optional[float] = None
@@ -72,6 +89,10 @@ class AlgorithmResult(NamedTuple):
   test_step_loss: Optional[list] = None
   test_step_accuracy: Optional[list] = None
   test_task_accuracy: Optional[list] = None
+  test_adaptation_loss: Optional[list] = None
+  test_adaptation_loss_ci95: Optional[list] = None
+  test_adaptation_accuracy: Optional[list] = None
+  test_adaptation_accuracy_ci95: Optional[list] = None
   inner_lrs: Optional[dict] = None
   wall_s: Optional[float] = None
   error: Optional[str] = None
@@ -94,6 +115,39 @@ def as_result(record: AlgorithmResult | Mapping[str, Any]) -> AlgorithmResult:
   renamed = {_RENAMED.get(k, k): v for k, v in record.items()
              if k not in _RENAMED or _RENAMED[k] not in record}
   return AlgorithmResult(**{k: v for k, v in renamed.items() if k in fields})
+
+
+def _curve(initial, per_step) -> tuple[list, list]:
+  """Mean and 95% CI over tasks of ``[initial | per_step]``, as lists."""
+  values = np.concatenate([np.asarray(initial, np.float64)[:, None],
+                           np.asarray(per_step, np.float64)], axis=1)
+  ci = 1.96 * values.std(axis=0) / math.sqrt(values.shape[0])
+  return values.mean(axis=0).tolist(), ci.tolist()
+
+
+def adaptation_curves(test) -> dict[str, Optional[list]]:
+  """The ``test_adaptation_*`` fields of a record from a test evaluation.
+
+  Args:
+    test: a :class:`metalearn.evaluate.EvalResult` (read by attribute:
+      ``task_initial_loss`` [n], ``task_step_loss`` [n, steps] and their
+      accuracy counterparts).
+
+  Returns:
+    ``{field: [steps + 1] list}`` for the four ``test_adaptation_*`` fields,
+    step 0 first; a field is None when ``test`` lacks what it needs.
+  """
+  out = dict.fromkeys(("test_adaptation_loss", "test_adaptation_loss_ci95",
+                       "test_adaptation_accuracy",
+                       "test_adaptation_accuracy_ci95"))
+  for what, initial, steps in (
+      ("loss", "task_initial_loss", "task_step_loss"),
+      ("accuracy", "task_initial_accuracy", "task_step_accuracy")):
+    initial, steps = getattr(test, initial, None), getattr(test, steps, None)
+    if initial is not None and steps is not None:
+      (out[f"test_adaptation_{what}"],
+       out[f"test_adaptation_{what}_ci95"]) = _curve(initial, steps)
+  return out
 
 
 def finite(x: Any) -> bool:

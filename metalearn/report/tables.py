@@ -1,5 +1,6 @@
 """Pure numbers and text: ratios against a baseline, a recommendation from
-the measured numbers, the console and markdown tables, ``report.md``.
+the measured numbers, the console and markdown tables (``report.md`` and
+``report.html`` are put together in :mod:`metalearn.report.document`).
 
 Nothing here trains, measures, writes files or draws; records come from
 :mod:`metalearn.compare` (or ``results.json``) as :class:`AlgorithmResult`
@@ -230,27 +231,46 @@ def _ratio_cells(r: Ratio, baseline: str) -> list[str]:
           _memory(r.peak_memory_ratio), diff]
 
 
-def ratio_table(rows: Sequence[Ratio], baseline: str, *,
-                markdown: bool = False) -> str:
-  """:func:`ratios` as a table: speed-up, memory and accuracy vs baseline."""
+def ratio_rows(rows: Sequence[Ratio],
+               baseline: str) -> tuple[list[str], list[list[str]]]:
+  """Header and cells of :func:`ratio_table`."""
   head = ["algorithm", f"speed-up vs {baseline}",
           f"XLA scratch vs {baseline}",
           f"peak memory vs {baseline} (own process)",
           f"accuracy vs {baseline} (paired 95% CI)"]
-  cells = [_ratio_cells(r, baseline) for r in rows]
-  return text.table(head, cells, markdown=markdown)
+  return head, [_ratio_cells(r, baseline) for r in rows]
+
+
+def ratio_table(rows: Sequence[Ratio], baseline: str, *,
+                markdown: bool = False) -> str:
+  """:func:`ratios` as a table: speed-up, memory and accuracy vs baseline."""
+  return text.table(*ratio_rows(rows, baseline), markdown=markdown)
+
+
+def step_loss_rows(results: Sequence) -> tuple[list[str], list[list[str]]]:
+  """Header and cells of :func:`step_loss_table` (no rows if none).
+
+  Records with ``test_adaptation_loss`` also show step 0, the loss before
+  any inner step (``n/a`` for records that lack it).
+  """
+  results = [r for r in map(as_result, results) if r.test_step_loss]
+  if not results:
+    return [], []
+  before = any(r.test_adaptation_loss for r in results)
+  steps = max(len(r.test_step_loss) for r in results)
+  head = (["algorithm"] + ["before (step 0)"] * before +
+          [f"step {i}" for i in range(1, steps + 1)])
+  cells = [[r.name] + ([text.num(r.test_adaptation_loss[0], ".3f")
+                        if r.test_adaptation_loss else text.NA] * before) +
+           [f"{x:.3f}" for x in r.test_step_loss] +
+           [""] * (steps - len(r.test_step_loss)) for r in results]
+  return head, cells
 
 
 def step_loss_table(results: Sequence, *, markdown: bool = True) -> str:
   """Query loss after each inner step, mean over test tasks ("" if none)."""
-  results = [r for r in map(as_result, results) if r.test_step_loss]
-  if not results:
-    return ""
-  steps = max(len(r.test_step_loss) for r in results)
-  head = ["algorithm"] + [f"step {i}" for i in range(1, steps + 1)]
-  cells = [[r.name] + [f"{x:.3f}" for x in r.test_step_loss] +
-           [""] * (steps - len(r.test_step_loss)) for r in results]
-  return text.table(head, cells, markdown=markdown)
+  head, cells = step_loss_rows(results)
+  return text.table(head, cells, markdown=markdown) if cells else ""
 
 
 def explanations(results: Sequence) -> list[str]:
@@ -259,41 +279,10 @@ def explanations(results: Sequence) -> list[str]:
   return [f"{n} ({label(n)}): {summary(n)}" for n in names]
 
 
-def _baseline(results: Sequence[AlgorithmResult], baseline: str) -> str:
+def baseline_of(results: Sequence[AlgorithmResult], baseline: str) -> str:
+  """``baseline`` if it ran, else the first record's name."""
   return next((r.name for r in results if r.name == baseline),
               results[0].name if results else baseline)
-
-
-def render_markdown(results: Sequence, *, title: str,
-                    header: Sequence[str] = (), baseline: str = "maml",
-                    plots: Sequence[str] = (),
-                    notes: Sequence[str] = ()) -> str:
-  """The whole ``report.md``: setting, algorithms, tables, recommendation."""
-  results = [as_result(r) for r in results]
-  name, reasons = recommend(results)
-  base = _baseline(results, baseline)
-  parts = [f"# {title}", ""] + [f"- {line}" for line in header]
-  parts += ["", "## Algorithms", ""]
-  parts += [f"- {line}" for line in explanations(results)]
-  parts += ["", "## Results", "",
-            text.markdown_table(*table_rows(results)), ""]
-  parts += ["## Ours vs the write-up (its own GPU and protocol)", "",
-            writeup.CAPTION, "", writeup.writeup_table(results, markdown=True),
-            ""]
-  if results:
-    parts += [f"## Against {base}", "",
-              ratio_table(ratios(results, base), base, markdown=True), ""]
-  steps = step_loss_table(results)
-  if steps:
-    parts += ["## Adaptation: test query loss after each inner step", "",
-              steps, ""]
-  parts += ["## Recommendation", "", f"**{name or 'none'}**", ""]
-  parts += [f"- {r}" for r in reasons]
-  if notes:
-    parts += ["", "## Notes", ""] + [f"- {n}" for n in notes]
-  if plots:
-    parts += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
-  return "\n".join(parts) + "\n"
 
 
 def console_report(results: Sequence, *, baseline: str = "maml") -> str:
@@ -304,7 +293,7 @@ def console_report(results: Sequence, *, baseline: str = "maml") -> str:
   """
   results = [as_result(r) for r in results]
   name, reasons = recommend(results)
-  base = _baseline(results, baseline)
+  base = baseline_of(results, baseline)
   parts = ["Algorithms:"] + [f"  {line}" for line in explanations(results)]
   parts += ["", console_table(results), "",
             "Ours vs the write-up (the write-up's own GPU and protocol):",
