@@ -1,4 +1,4 @@
-r"""Times meta-steps of a plain baseline against the tuned library path.
+r"""Times meta-steps of a plain step against the tuned library path.
 
 CPU smoke size (about a minute on a 2-core machine):
 

@@ -1,26 +1,31 @@
 """metalearn: MAML, FOMAML, MAML++, ANIL, Meta-SGD and Reptile as one
 functional JAX code path."""
 
+__version__ = "0.3.0"  # The one place: setup.cfg reads it.
+
 from metalearn import algorithms
 from metalearn import configs
 from metalearn import data
 from metalearn import models
 from metalearn import objectives
 from metalearn import reptile
+from metalearn import rules
 from metalearn.algorithms import ALGORITHMS
 from metalearn.algorithms import Algorithm
+from metalearn.api import MetaLearner
 from metalearn.api import TrainResult
 from metalearn.api import TrainStats
+from metalearn.api import TrainedModel
 from metalearn.api import train_maml
 from metalearn.core import BodyHead
 from metalearn.core import accuracy
 from metalearn.core import adapt
 from metalearn.core import cross_entropy
-from metalearn.core import extend_inner_lrs
-from metalearn.core import fixed_inner_lrs
 from metalearn.core import meta_loss
 from metalearn.core import validate_inner_lrs
 from metalearn.evaluate import EvalResult
+from metalearn.inner_lrs import extend_inner_lrs
+from metalearn.inner_lrs import fixed_inner_lrs
 from metalearn.objectives import CLASSIFICATION
 from metalearn.objectives import Objective
 from metalearn.objectives import REGRESSION
@@ -33,5 +38,3 @@ from metalearn.step import make_meta_step
 from metalearn.types import MetaParams
 from metalearn.types import StepMetrics
 from metalearn.types import Task
-
-__version__ = "0.2.0"

@@ -6,9 +6,10 @@ below switches one thing on the shared inner loop (:mod:`metalearn.core`)
 and meta-step (:mod:`metalearn.step`); ``docs/algorithms.md`` tabulates them.
 """
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-OUTER_RULES = ("meta_gradient", "reptile")
+from metalearn import reptile
+from metalearn import rules
 
 
 class Algorithm(NamedTuple):
@@ -31,9 +32,14 @@ class Algorithm(NamedTuple):
       second order (MAML++'s derivative-order annealing).
     head_only: only the classifier head adapts in the inner loop (ANIL);
       the body runs once per task and gets no inner gradient.
-    outer: ``meta_gradient`` (the outer optimizer follows the gradient of
-      the query loss after adaptation) or ``reptile`` (it moves the
-      initialisation towards the adapted weights, Nichol et al. 2018).
+    outer: what the outer optimizer follows, a
+      :class:`metalearn.rules.OuterRule`: the meta-gradient (the gradient
+      of the query loss after adaptation) or Reptile's move of the
+      initialisation towards the adapted weights (Nichol et al. 2018).
+    defaults: config fields the algorithm's own protocol sets, ``((field,
+      value), ...)``; :func:`metalearn.configs.for_algorithm` applies them,
+      so a config and ``train_maml`` of the same name train the same thing
+      (Reptile: inner Adam with ``beta1 = 0``, outer SGD on the move).
   """
   name: str
   label: str
@@ -45,7 +51,8 @@ class Algorithm(NamedTuple):
   per_step_bn: bool = False
   anneals_order: bool = False
   head_only: bool = False
-  outer: str = "meta_gradient"
+  outer: rules.OuterRule = rules.META_GRADIENT
+  defaults: tuple[tuple[str, Any], ...] = ()
 
   @property
   def plus_plus(self) -> bool:
@@ -82,7 +89,10 @@ ALGORITHMS = {a.name: a for a in (
     Algorithm("reptile", "Reptile",
               "no meta-gradient: the initialisation moves towards the "
               "weights adapted to each task (Nichol et al. 2018)",
-              first_order=True, outer="reptile"),
+              first_order=True, outer=reptile.REPTILE,
+              defaults=(("inner_optimizer", "adam"), ("inner_adam_lr", 1e-3),
+                        ("outer_optimizer", "sgd"), ("outer_lr", 1.0),
+                        ("lr_schedule", "linear"), ("outer_lr_min", 0.0))),
 )}
 # The algorithms the comparison runs by default: the write-up's three and
 # first-order MAML++.

@@ -1,7 +1,9 @@
 """One call to meta-train: ``train_maml(model, tasks, ...)``.
 
-A keyword-friendly front for the loop that ``experiments/train.py`` runs
-(:mod:`metalearn.trainer`). The two flags pick an algorithm of
+The keywords become the same experiment description that a config is
+(:func:`describe`), built by the same functions as ``experiments/train.py``
+(:mod:`metalearn.build`) and run by the same loop (:mod:`metalearn.trainer`).
+The two flags pick an algorithm of
 :mod:`metalearn.algorithms`:
 
 * ``first_order=True`` drops the second-order terms of the meta-gradient
@@ -18,21 +20,19 @@ A keyword-friendly front for the loop that ``experiments/train.py`` runs
 
 import functools
 from typing import Any, NamedTuple, Optional, Sequence
-import warnings
 
 import jax
+import ml_collections
 import numpy as np
-import optax
 
-from metalearn import algorithms
-from metalearn import core
+from metalearn import api_inputs
+from metalearn import build
+from metalearn import configs
 from metalearn import distributed
 from metalearn import objectives
 from metalearn import precision
-from metalearn import schedules
 from metalearn import sharding
 from metalearn import step as step_lib
-from metalearn import api_inputs
 from metalearn import trainer
 from metalearn.models import Model
 from metalearn.types import ApplyFn, PyTree, Task
@@ -58,42 +58,72 @@ class TrainStats(NamedTuple):
   xla_temp_bytes: Optional[int]
 
 
-class TrainResult(NamedTuple):
-  """What :func:`train_maml` returns.
+class TrainedModel(NamedTuple):
+  """The meta-learned initialisation with its model, ready to call.
 
   Attributes:
-    params: the meta-learned initial parameters.
-    inner_lrs: inner learning rates, leaves ``[inner_steps]`` (learned with
-      ``plus_plus``, else the fixed ``inner_lr``).
-    state: the final :class:`metalearn.MetaState`.
-    losses: [meta_steps] the meta-loss of every meta-step (the weighted
-      multi-step loss while it is on).
-    step_losses: [meta_steps, inner_steps] with ``plus_plus``: the query
-      loss after each inner step, mean over the step's tasks, while the
-      multi-step loss weighs them; after that only the last step is computed
-      and the earlier columns are NaN. [meta_steps, 1] without it.
     apply_fn: the model's ``apply(params, x[, step])``, computing in
       ``compute_dtype``.
+    params: the meta-learned initial parameters.
     step_aware: whether ``apply_fn`` takes the inner step (per-step BN).
-    stats: :class:`TrainStats`.
   """
-  params: PyTree
-  inner_lrs: PyTree
-  state: step_lib.MetaState
-  losses: np.ndarray
-  step_losses: np.ndarray
   apply_fn: ApplyFn
+  params: PyTree
   step_aware: bool
+
+  def __call__(self, x, step: int = 0):
+    """Outputs of the initialisation for inputs ``x`` [B, ...]."""
+    if self.step_aware:
+      return self.apply_fn(self.params, x, step)
+    return self.apply_fn(self.params, x)
+
+
+class MetaLearner(NamedTuple):
+  """What meta-training learned beyond the initialisation, and its record.
+
+  Attributes:
+    state: the final :class:`metalearn.MetaState` (step, meta-parameters
+      with the inner rates, outer optimizer state).
+    inner_lrs: inner learning rates, leaves ``[inner_steps]`` (learned with
+      ``plus_plus``, else the fixed ``inner_lr``).
+    step_losses: [meta_steps, inner_steps] with the multi-step loss: the
+      query loss after each inner step, mean over the step's tasks, while
+      the multi-step loss weighs them; after that only the last step is
+      computed and the earlier columns are NaN. [meta_steps, 1] without it.
+    stats: :class:`TrainStats`.
+    config: the experiment description the keywords made (the same fields
+      as a config of ``experiments/configs/``).
+  """
+  state: step_lib.MetaState
+  inner_lrs: PyTree
+  step_losses: np.ndarray
   stats: TrainStats
+  config: Any
 
 
-def _renamed(old: str, new: str, value, current):
-  """Accepts a keyword's former name, with a DeprecationWarning."""
-  if value is None:
-    return current
-  warnings.warn(f"train_maml({old}=...) is now {new}=...", DeprecationWarning,
-                stacklevel=3)
-  return value
+class TrainResult(NamedTuple):
+  """What :func:`train_maml` returns: ``model, maml, losses = result``.
+
+  Attributes:
+    model: the :class:`TrainedModel` (callable on inputs).
+    maml: the :class:`MetaLearner` (state, inner rates, record).
+    losses: [meta_steps] the meta-loss of every meta-step (the weighted
+      multi-step loss while it is on).
+
+  ``params``, ``inner_lrs``, ``state``, ``step_losses``, ``apply_fn``,
+  ``step_aware`` and ``stats`` name the parts directly.
+  """
+  model: TrainedModel
+  maml: MetaLearner
+  losses: np.ndarray
+
+  params = property(lambda self: self.model.params)
+  apply_fn = property(lambda self: self.model.apply_fn)
+  step_aware = property(lambda self: self.model.step_aware)
+  state = property(lambda self: self.maml.state)
+  inner_lrs = property(lambda self: self.maml.inner_lrs)
+  step_losses = property(lambda self: self.maml.step_losses)
+  stats = property(lambda self: self.maml.stats)
 
 
 class _History(NamedTuple):
@@ -103,7 +133,8 @@ class _History(NamedTuple):
 
 def _record(history: _History, chunk: trainer.Chunk) -> None:
   history.losses.extend(np.asarray(chunk.output.loss).reshape(-1))
-  history.step_losses.extend(np.asarray(chunk.output.step_loss))
+  steps = np.asarray(chunk.output.step_loss)
+  history.step_losses.extend(steps.reshape(-1, steps.shape[-1]))
 
 
 def _step_loss_table(rows: list, columns: int) -> np.ndarray:
@@ -113,29 +144,19 @@ def _step_loss_table(rows: list, columns: int) -> np.ndarray:
   return table
 
 
-def _body_head(model, algorithm: algorithms.Algorithm, step_aware: bool,
-               compute_dtype: str):
-  """ANIL's fast path when the model is a Model that exposes its split."""
-  if (algorithm.head_only and isinstance(model, Model) and not step_aware
-      and model.body is not None):
-    return core.BodyHead(precision.compute_in(model.body, compute_dtype),
-                         model.head)
-  return None  # adapts through the whole model: same result, slower.
-
-
-def _inner_lrs(params: PyTree, inner_lr: float, inner_steps: int,
-               frozen: Sequence[str],
-               algorithm: algorithms.Algorithm) -> PyTree:
-  if algorithm.head_only and not frozen:
-    frozen = core.frozen_outside_head(params)
-  inner_lrs = core.fixed_inner_lrs(params, inner_lr, inner_steps,
-                                   per_element=algorithm.per_element_lrs,
-                                   frozen=tuple(frozen))
-  try:
-    core.validate_inner_lrs(params, inner_lrs)
-  except ValueError as e:
-    raise ValueError(f"frozen={tuple(frozen)!r}: {e}") from e
-  return inner_lrs
+def _as_model(model, params, example_x, key, compute_dtype: str
+             ) -> tuple[Model, PyTree]:
+  """Any accepted model as a :class:`metalearn.models.Model` and params."""
+  if isinstance(model, Model):
+    if params is None:
+      params = model.init(key)
+    compute = lambda f: f and precision.compute_in(f, compute_dtype)
+    return model._replace(apply=compute(model.apply),
+                          body=compute(model.body)), params
+  apply_fn, params, step_aware = api_inputs.resolve_model(
+      model, params, example_x, key)
+  return Model(lambda _: params, precision.compute_in(apply_fn, compute_dtype),
+               step_aware), params
 
 
 def _data_at(source: api_inputs.Source, mesh,
@@ -157,12 +178,39 @@ def _data_at(source: api_inputs.Source, mesh,
   return next_batch
 
 
+def describe(*, algorithm: str, inner_lr: float, outer_lr: Optional[float],
+             inner_steps: int, meta_steps: int, meta_batch_size: int,
+             msl_epochs: int, first_order_epochs: int, steps_per_epoch: int,
+             frozen: Sequence[str], batching: str, compute_dtype: str,
+             seed: int, devices: int, loss: str, progress: bool
+            ) -> ml_collections.ConfigDict:
+  """The config that :func:`train_maml`'s keywords describe.
+
+  The fields of :func:`metalearn.configs.base` with the algorithm's own
+  (:func:`metalearn.configs.for_algorithm`) and these keywords set; every
+  batch-norm affine adapts unless ``frozen`` names it, as in the write-up.
+  """
+  c = configs.for_algorithm(algorithm)
+  c.inner_lr, c.inner_steps, c.eval_inner_steps = (inner_lr, inner_steps,
+                                                   inner_steps)
+  if outer_lr is not None:
+    c.outer_lr = outer_lr
+  c.meta_steps, c.meta_batch_size = meta_steps, meta_batch_size
+  c.msl_epochs, c.first_order_epochs = msl_epochs, first_order_epochs
+  c.steps_per_epoch = steps_per_epoch
+  c.adapt_norm, c.frozen = True, tuple(frozen)
+  c.batching, c.compute_dtype = batching, compute_dtype
+  c.seed, c.devices, c.loss, c.progress = seed, devices, loss, progress
+  return c
+
+
 def train_maml(model,
-               tasks: api_inputs.TaskSource,
+               tasks: Optional[api_inputs.TaskSource] = None,
                *,
+               task_dataloader: Optional[api_inputs.TaskSource] = None,
                params: Optional[PyTree] = None,
                inner_lr: float = 0.01,
-               outer_lr: float = 0.001,
+               outer_lr: Optional[float] = None,
                inner_steps: int = 5,
                first_order: bool = False,
                plus_plus: bool = False,
@@ -179,19 +227,20 @@ def train_maml(model,
                devices: int = 0,
                algorithm: Optional[str] = None,
                loss: str | objectives.Objective = "cross_entropy",
-               progress: bool | str = True,
-               num_iterations: Optional[int] = None,
-               iters_per_epoch: Optional[int] = None) -> TrainResult:
-  """Meta-trains ``model`` on ``tasks`` with MAML, FOMAML or MAML++.
+               progress: bool | str = True) -> TrainResult:
+  """Meta-trains ``model`` on ``tasks`` with MAML, FOMAML, MAML++ or any
+  algorithm of the table.
 
-  Example::
+  The keywords describe an experiment with the same fields as a config
+  (:func:`describe`), built by the same functions as ``experiments/train.py``
+  (:mod:`metalearn.build`), so ``train_maml(algorithm=X, ...)`` and the
+  config ``X`` with the same sizes train the same thing.
 
-    images = jnp.asarray(metalearn.data.load_splits("lake").train)
-    pool = metalearn.data.fixed_tasks(0, images, num_tasks=200, n_way=5,
-                                      k_shot=1, n_query=15)
-    model = metalearn.models.conv4(5, bn_steps=5)  # per-step BN: MAML++
-    result = train_maml(model, pool, inner_lr=0.01, outer_lr=0.001,
-                        inner_steps=5, plus_plus=True, meta_steps=1250)
+  Example, as the write-up's users write it::
+
+    model, maml, losses = train_maml(
+        model=model, task_dataloader=train_loader, inner_lr=0.01,
+        outer_lr=0.001, inner_steps=5, first_order=False, plus_plus=False)
 
   Args:
     model: a flax ``nn.Module`` (``__call__(x) -> logits``; initialised on
@@ -204,11 +253,13 @@ def train_maml(model,
       drawn per meta-step); or any iterable of Task batches (a list is
       cycled; an iterator must last ``meta_steps`` batches). Labels must run
       over 0..n_way-1, n_way being the model's logits width.
+    task_dataloader: the write-up's name for ``tasks`` (give one of them).
     params: initial parameters (for a flax module, its ``params`` or the
       whole ``{"params": ...}`` dict).
     inner_lr: inner-loop SGD rate, > 0 (the initial value when learned).
-    outer_lr: Adam's learning rate for the meta-update, > 0.
-    inner_steps: inner-loop SGD steps per task, >= 1.
+    outer_lr: the outer optimizer's rate, > 0 (default the algorithm's:
+      Adam at 0.001; Reptile's SGD at 1.0, annealed to 0).
+    inner_steps: inner-loop steps per task, >= 1.
     first_order: FOMAML (no second-order terms in the meta-gradient).
     plus_plus: MAML++: multi-step loss and learned per-layer per-step rates.
     meta_steps: meta-updates, >= 1.
@@ -230,93 +281,88 @@ def train_maml(model,
       less memory, and faster for your own conv nets on CPU).
     compute_dtype: ``"float32"`` or ``"bfloat16"`` (parameters, optimizer
       state and losses stay float32); ``apply_fn`` computes the same way.
-    seed: seeds the initialisation (when ``params`` is None) and task draws.
+    seed: seeds the initialisation (when ``params`` is None) and task draws,
+      as ``config.seed`` does.
     devices: 0: split each meta-batch over every device (of every process
       after ``jax.distributed.initialize``); N: the first N local devices.
       The meta-batch must be a multiple of the count (docs/scaling.md).
     algorithm: any name of :data:`metalearn.ALGORITHMS` (``metasgd``,
       ``reptile``, ``anil``, ...) instead of the two flags. ``anil``
-      freezes every parameter outside ``head`` unless ``frozen`` says
-      otherwise; ``reptile`` has no meta-gradient (Adam then follows its
-      move, :mod:`metalearn.reptile`).
+      freezes every parameter outside ``head``; ``reptile`` moves towards
+      the adapted weights with its own inner Adam and outer SGD
+      (:attr:`metalearn.Algorithm.defaults`).
     loss: ``"cross_entropy"`` (integer labels, accuracy reported),
       ``"mse"`` (float targets shaped like the outputs, regression) or a
       :class:`metalearn.objectives.Objective`.
     progress: show a progress bar; a string also labels it.
-    num_iterations, iters_per_epoch: former names of ``meta_steps`` and
-      ``steps_per_epoch`` (deprecated).
 
   Returns:
-    A :class:`TrainResult`.
+    A :class:`TrainResult`, which unpacks as ``(model, maml, losses)``.
 
   Raises:
     ValueError: naming the argument, for any bad input.
     FloatingPointError: the meta-loss became non-finite (with the meta-step).
   """
-  meta_steps = _renamed("num_iterations", "meta_steps", num_iterations,
-                        meta_steps)
-  steps_per_epoch = _renamed("iters_per_epoch", "steps_per_epoch",
-                             iters_per_epoch, steps_per_epoch)
+  tasks = api_inputs.one_task_source(tasks, task_dataloader)
   api_inputs.check_arguments(
-      inner_lr, outer_lr, inner_steps, meta_steps, first_order, plus_plus,
-      msl_epochs, first_order_epochs, seed, steps_per_epoch, batching,
-      compute_dtype, frozen)
-  model_in = model
-  algorithm = api_inputs.resolve_algorithm(algorithm, first_order,
-                                             plus_plus)
+      inner_lr, 1.0 if outer_lr is None else outer_lr, inner_steps,
+      meta_steps, first_order, plus_plus, msl_epochs, first_order_epochs,
+      seed, steps_per_epoch, batching, compute_dtype, frozen)
+  chosen = api_inputs.resolve_algorithm(algorithm, first_order, plus_plus)
   objective = api_inputs.resolve_objective(loss)
-  init_key, task_key = jax.random.split(jax.random.key(seed))
-  source = api_inputs.resolve_tasks(tasks, task_data, meta_batch_size,
-                                      task_key, objective)
-  apply_fn, params, step_aware = api_inputs.resolve_model(
-      model, params, source.example.support_x[0], init_key)
-  api_inputs.check_logits(apply_fn, params, step_aware, source.example,
-                            objective)
-  apply_fn = precision.compute_in(apply_fn, compute_dtype)
-  inner_lrs = _inner_lrs(params, inner_lr, inner_steps, frozen, algorithm)
-  epoch = (steps_per_epoch or source.steps_per_epoch
-           or max(1, meta_steps // 100))
-  optimizer = optax.adam(outer_lr)
+  key = jax.random.key(seed)  # As config.seed: init and task draws.
+  source = api_inputs.resolve_tasks(tasks, task_data, meta_batch_size, key,
+                                    objective)
+  meta_model, params = _as_model(model, params, source.example.support_x[0],
+                                 key, compute_dtype)
+  api_inputs.check_logits(meta_model.apply, params, meta_model.step_aware,
+                          source.example, objective)
+  config = describe(
+      algorithm=chosen.name, inner_lr=inner_lr, outer_lr=outer_lr,
+      inner_steps=inner_steps, meta_steps=meta_steps,
+      meta_batch_size=source.batch_size, msl_epochs=msl_epochs,
+      first_order_epochs=first_order_epochs,
+      steps_per_epoch=(steps_per_epoch or source.steps_per_epoch
+                       or max(1, meta_steps // 100)),
+      frozen=frozen, batching=batching, compute_dtype=compute_dtype,
+      seed=seed, devices=devices, loss=objective.name,
+      progress=bool(progress))
+  try:
+    inner_lrs = build.build_inner_lrs(config, params)
+  except ValueError as e:
+    raise ValueError(f"frozen={tuple(frozen)!r}: {e}") from None
+  optimizer = build.build_optimizer(config)
   mesh = distributed.training_mesh(devices, source.batch_size)
   state = sharding.replicate(step_lib.init_meta_state(
       params, inner_lrs, optimizer,
-      learn_inner_lrs=algorithm.learn_inner_lrs), mesh)
-  plan = schedules.phase_plan(
-      meta_steps=meta_steps, steps_per_epoch=epoch,
-      first_order=algorithm.first_order,
-      multi_step_loss=algorithm.multi_step_loss, msl_epochs=msl_epochs,
-      inner_steps=inner_steps,
-      first_order_epochs=first_order_epochs if algorithm.anneals_order else 0)
-  weights_fn = schedules.msl_weights_fn(inner_steps, msl_epochs, epoch)
-  make = functools.partial(
-      step_lib.make_meta_step, apply_fn, optimizer,
+      learn_inner_lrs=chosen.learn_inner_lrs), mesh)
+  make = build.meta_step_builder(
+      config, meta_model, optimizer,
       source.task_fn or (lambda _, batch: batch),
-      learn_inner_lrs=algorithm.learn_inner_lrs, step_aware=step_aware,
-      batching=batching, task_sharding=sharding.task_sharding(mesh),
-      objective=objective, outer=algorithm.outer,
-      body_head=_body_head(model_in, algorithm, step_aware, compute_dtype))
+      task_sharding=sharding.task_sharding(mesh), objective_=objective)
   history = _History([], [])
   distributed.synchronize(mesh)
   result = trainer.run(
-      state,
-      build_step=lambda phase, count: make(
-          weights_fn if phase.multi_step_loss else None,
-          first_order=phase.first_order, steps_per_call=count),
-      plan=plan, data_at=_data_at(source, mesh, objective), key=task_key,
+      state, build_step=make, plan=build.build_plan(config),
+      data_at=_data_at(source, mesh, objective), key=key,
+      steps_per_call=(1 if source.batches is not None
+                      else min(config.steps_per_call, meta_steps)),
       tasks_per_step=source.batch_size,
       on_chunk=functools.partial(_record, history),
-      label=progress if isinstance(progress, str) else algorithm.label,
+      label=progress if isinstance(progress, str) else chosen.label,
       progress=bool(progress) and distributed.is_writer(),
       nan_hint=("Try a lower inner_lr or outer_lr, and check that the "
                 "inputs are scaled sensibly."))
   final = result.state
+  columns = (inner_steps if (chosen.multi_step_loss or
+                             chosen.outer.step_metrics_all_steps) else 1)
+  learner = MetaLearner(
+      final, final.meta.inner_lrs,
+      _step_loss_table(history.step_losses, columns),
+      _stats(result, meta_steps * source.batch_size), config)
   return TrainResult(
-      final.meta.params, final.meta.inner_lrs, final,
-      np.asarray(history.losses, np.float32),
-      _step_loss_table(history.step_losses,
-                       inner_steps if (algorithm.multi_step_loss or
-                                       algorithm.outer == "reptile") else 1),
-      apply_fn, step_aware, _stats(result, meta_steps * source.batch_size))
+      TrainedModel(meta_model.apply, final.meta.params, meta_model.step_aware),
+      learner, np.asarray(history.losses, np.float32))
 
 
 def _stats(result: trainer.RunResult, tasks: int) -> TrainStats:

@@ -20,6 +20,7 @@ import numpy as np
 
 from metalearn import algorithms
 from metalearn import core
+from metalearn import data_checks
 from metalearn import objectives
 from metalearn import precision
 from metalearn.data import episodes
@@ -64,6 +65,8 @@ def as_task_batch(value, what: str,
     core.validate_task(batch, batched=True, objective=objective)
   except ValueError as e:
     raise ValueError(f"{what}: {e}") from e
+  data_checks.check_task_batch(batch, what,
+                               integer_targets=objective.integer_targets)
   return batch
 
 
@@ -102,6 +105,7 @@ def resolve_tasks(tasks, task_data, meta_batch_size, key,
     if task_data is None:
       task_fn = lambda k, _: tasks(k)  # noqa: E731
     else:
+      data_checks.check_data("task_data", task_data)
       task_fn = tasks
     example = as_task_batch(task_fn(key, task_data),
                             "tasks(key) (the sampler's output)", objective)
@@ -246,3 +250,12 @@ def resolve_objective(loss) -> objectives.Objective:
   if isinstance(loss, objectives.Objective):
     return loss
   return objectives.get(loss)
+
+
+def one_task_source(tasks, task_dataloader):
+  """``tasks`` or the write-up's ``task_dataloader``: exactly one."""
+  if (tasks is None) == (task_dataloader is None):
+    raise ValueError("give the tasks once: tasks=... or (the write-up's "
+                     "name) task_dataloader=...; got "
+                     f"{'both' if tasks is not None else 'neither'}.")
+  return task_dataloader if tasks is None else tasks

@@ -1,9 +1,13 @@
 """Everything built from a config before the loop runs.
 
-:func:`build_experiment` loads the data and builds the model, outer
-optimizer, fixed task sets and phase plan of a config; :func:`step_builder`
-turns it into jitted meta-steps; :func:`evaluate_meta` scores meta-parameters
-on a task set. :mod:`metalearn.train` runs the loop on top of these.
+:func:`build_experiment` loads the data of ``config.dataset`` (the dataset
+registry, :mod:`metalearn.data.registry`) and builds the model of
+``config.model`` (the model registry, :mod:`metalearn.models.registry`),
+the outer optimizer, fixed task sets and phase plan; :func:`step_builder`
+turns it into jitted meta-steps; :func:`evaluate_meta` scores
+meta-parameters on a task set. :mod:`metalearn.train` runs the loop on top
+of these, and :func:`metalearn.train_maml` builds its run from the same
+functions, so a config and the keywords that say the same train the same.
 """
 
 from typing import Any, NamedTuple, Optional
@@ -14,33 +18,27 @@ import ml_collections
 import optax
 
 from metalearn import algorithms
-from metalearn import config_checks
 from metalearn import core
 from metalearn import distributed
 from metalearn import evaluate as evaluate_lib
+from metalearn import inner_lrs as inner_lrs_lib
 from metalearn import objectives
 from metalearn import precision
+from metalearn import rules
 from metalearn import schedules
 from metalearn import sharding
 from metalearn import step as step_lib
 from metalearn import trainer
-from metalearn.data import datasets
-from metalearn.data import episodes
-from metalearn.data import sinusoid
-from metalearn.models import conv4
-from metalearn.models import mlp
+from metalearn.data import registry as datasets
 from metalearn.models import Model
-from metalearn.models import resnet12
+from metalearn.models import registry as models
 from metalearn.types import PyTree, Task
 
 
 def input_shape(config: ml_collections.ConfigDict) -> tuple[int, ...]:
-  """One input's shape for ``config.dataset``: Omniglot's [28, 28, 1],
-  mini-ImageNet's [84, 84, 3], a sinusoid's [1]."""
-  return INPUT_SHAPES.get(config.dataset, (28, 28, 1))
-
-
-INPUT_SHAPES = {"mini_imagenet": (84, 84, 3), "sinusoid": (1,)}
+  """One input's shape for ``config.dataset``, as its registry entry says
+  (Omniglot's (28, 28, 1), mini-ImageNet's (84, 84, 3), a sinusoid's (1,))."""
+  return tuple(datasets.get(config.dataset).input_shape(config))
 
 
 def objective(config: ml_collections.ConfigDict) -> objectives.Objective:
@@ -50,8 +48,8 @@ def objective(config: ml_collections.ConfigDict) -> objectives.Objective:
 
 def build_model(config: ml_collections.ConfigDict,
                 bn_steps: Optional[int] = None) -> Model:
-  """``config.model`` computing in ``config.compute_dtype`` (float32
-  parameters): conv-4, ResNet-12 or an MLP.
+  """``config.model`` (a name of the model registry) computing in
+  ``config.compute_dtype`` (float32 parameters).
 
   ``bn_steps`` defaults to the algorithm's: one batch-norm affine per
   training inner step for MAML++ (test steps beyond them reuse the last
@@ -61,18 +59,9 @@ def build_model(config: ml_collections.ConfigDict,
   if bn_steps is None:
     per_step = algorithms.get(config.algorithm).per_step_bn
     bn_steps = config.inner_steps if per_step else 0
-  shape = input_shape(config)
   n_out = config.n_way if objective(config).integer_targets else 1
-  if config.model == "mlp":
-    model = mlp(n_out, input_shape=shape, hidden=tuple(config.hidden),
-                activation=config.activation)
-  elif config.model == "resnet12":
-    model = resnet12(n_out, input_shape=shape, widths=tuple(config.widths),
-                     bn_steps=bn_steps, conv_impl=config.conv_impl,
-                     remat=config.block_remat)
-  else:
-    model = conv4(n_out, input_shape=shape, filters=config.filters,
-                  bn_steps=bn_steps, conv_impl=config.conv_impl)
+  model = models.get(config.model).build(
+      config, models.Shape(n_out, input_shape(config), bn_steps))
   compute = lambda f: f and precision.compute_in(f, config.compute_dtype)
   return model._replace(apply=compute(model.apply), body=compute(model.body))
 
@@ -91,18 +80,30 @@ def build_inner_lrs(config: ml_collections.ConfigDict, params: PyTree
                    ) -> PyTree:
   """The inner rates the algorithm starts from, all ``config.inner_lr``.
 
-  One rate per tensor per step, or per element (Meta-SGD). Batch-norm
-  affines are frozen unless ``config.adapt_norm``; a head-only algorithm
-  (ANIL) adapts only the ``head``, so no inner gradient is ever computed for
-  the body.
+  One rate per tensor per step, or per element (Meta-SGD). Leaves whose
+  path contains a ``config.frozen`` substring, and batch-norm affines
+  unless ``config.adapt_norm``, are frozen; a head-only algorithm (ANIL)
+  adapts only the ``head``, so no inner gradient is ever computed for the
+  body.
   """
   algorithm = algorithms.get(config.algorithm)
-  frozen = () if config.adapt_norm else ("norm",)
+  frozen = tuple(config.frozen) + (() if config.adapt_norm else ("norm",))
   if algorithm.head_only:
-    frozen = core.frozen_outside_head(params)
-  return core.fixed_inner_lrs(params, config.inner_lr, config.inner_steps,
-                              per_element=algorithm.per_element_lrs,
-                              frozen=frozen)
+    frozen = inner_lrs_lib.outside_head(params)
+  lrs = inner_lrs_lib.fixed_inner_lrs(
+      params, config.inner_lr, config.inner_steps,
+      per_element=algorithm.per_element_lrs, frozen=frozen)
+  try:
+    core.validate_inner_lrs(params, lrs)
+  except ValueError as e:
+    raise ValueError(f"config.frozen={tuple(config.frozen)!r}: {e}") from e
+  return lrs
+
+
+def inner_update(config: ml_collections.ConfigDict) -> rules.InnerUpdate:
+  """How each task adapts (``config.inner_optimizer``), in training and at
+  test time alike."""
+  return rules.INNER_UPDATES[config.inner_optimizer](config)
 
 
 def _outer_lr(config: ml_collections.ConfigDict):
@@ -138,22 +139,6 @@ def build_plan(config: ml_collections.ConfigDict) -> schedules.PhasePlan:
                           if algorithm.anneals_order else 0))
 
 
-def build_task_fn(config: ml_collections.ConfigDict):
-  """(key, data) -> Task batch: fresh episodes (or sine tasks), or a draw
-  from a fixed pool."""
-  if config.train_pool:
-    return lambda key, pool: episodes.sample_from_pool(
-        key, pool, config.meta_batch_size)
-  if config.dataset == "sinusoid":
-    return lambda key, _: sinusoid.sample_tasks(
-        key, batch_size=config.meta_batch_size, k_shot=config.k_shot,
-        n_query=config.n_query)
-  return lambda key, images: episodes.sample_tasks(
-      key, images, n_way=config.n_way, k_shot=config.k_shot,
-      n_query=config.n_query, batch_size=config.meta_batch_size,
-      rotate=config.rotate)
-
-
 class Experiment(NamedTuple):
   """Everything built from a config before training starts."""
   model: Model
@@ -164,43 +149,12 @@ class Experiment(NamedTuple):
   plan: schedules.PhasePlan
 
 
-def _sinusoid_tasks(config: ml_collections.ConfigDict):
-  """(train data, val tasks, test tasks): sine tasks need no stored data."""
-  fixed = lambda seed, num: sinusoid.fixed_tasks(
-      seed, num_tasks=num, k_shot=config.k_shot,
-      n_query=config.eval_n_query)
-  val = fixed(config.seed + 2, config.val_tasks) if config.val_tasks else None
-  return (jnp.zeros((0,), jnp.float32), val,
-          fixed(config.seed + 3, config.test_tasks))
-
-
-def _image_tasks(config: ml_collections.ConfigDict):
-  """(train images or pool, val tasks, test tasks) of an image dataset."""
-  splits = datasets.load(config)
-  config_checks.check_against_splits(config, splits)
-  sizes = dict(n_way=config.n_way, k_shot=config.k_shot)
-  train = jnp.asarray(splits.train)
-  if config.train_pool:
-    train = episodes.fixed_tasks(config.seed + 1, train,
-                                 num_tasks=config.train_pool,
-                                 n_query=config.n_query, rotate=config.rotate,
-                                 **sizes)
-  val = (episodes.fixed_tasks(config.seed + 2, jnp.asarray(splits.val),
-                              num_tasks=config.val_tasks,
-                              n_query=config.eval_n_query, **sizes)
-         if config.val_tasks else None)
-  test = episodes.fixed_tasks(config.seed + 3, jnp.asarray(splits.test),
-                              num_tasks=config.test_tasks,
-                              n_query=config.eval_n_query, **sizes)
-  return train, val, test
-
-
 def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
   """Loads the data and builds model, optimizer and fixed task sets."""
-  make = _sinusoid_tasks if config.dataset == "sinusoid" else _image_tasks
-  train, val, test = make(config)
-  return Experiment(build_model(config), build_optimizer(config), train, val,
-                    test, build_plan(config))
+  parts = datasets.get(config.dataset).load(config)
+  return Experiment(build_model(config), build_optimizer(config),
+                    parts.train_data, parts.val_tasks, parts.test_tasks,
+                    build_plan(config))
 
 
 def body_head(config: ml_collections.ConfigDict,
@@ -213,14 +167,31 @@ def body_head(config: ml_collections.ConfigDict,
   return None
 
 
-def algorithm_options(config: ml_collections.ConfigDict,
-                      model: Model) -> dict:
-  """The meta-step keywords that the algorithm and loss set."""
-  return dict(objective=objective(config),
-              body_head=body_head(config, model),
-              outer=algorithms.get(config.algorithm).outer,
-              reptile_inner=config.reptile_inner,
-              reptile_adam_lr=config.reptile_adam_lr)
+def meta_step_builder(config: ml_collections.ConfigDict, model: Model,
+                      optimizer: optax.GradientTransformation, task_fn, *,
+                      task_sharding=None,
+                      objective_: Optional[objectives.Objective] = None
+                     ) -> trainer.StepBuilder:
+  """``(phase, count) -> jitted meta-step`` of ``config``'s algorithm on
+  ``model``, drawing tasks with ``task_fn(key, data)``: the one place that
+  turns an algorithm's row into meta-step keywords."""
+  algorithm = algorithms.get(config.algorithm)
+  weights_fn = schedules.msl_weights_fn(config.inner_steps, config.msl_epochs,
+                                        config.steps_per_epoch)
+
+  def build(phase: schedules.Phase, count: int):
+    return step_lib.make_meta_step(
+        model.apply, optimizer, task_fn,
+        weights_fn if phase.multi_step_loss else None,
+        first_order=phase.first_order,
+        learn_inner_lrs=algorithm.learn_inner_lrs,
+        step_aware=model.step_aware, remat=config.remat,
+        unroll=config.unroll, batching=config.batching, steps_per_call=count,
+        task_sharding=task_sharding,
+        objective=objective_ or objective(config),
+        body_head=body_head(config, model), outer=algorithm.outer,
+        inner=inner_update(config))
+  return build
 
 
 def initial_state(config: ml_collections.ConfigDict,
@@ -241,42 +212,25 @@ def step_builder(config: ml_collections.ConfigDict, exp: Experiment,
   (:func:`metalearn.distributed.tasks_by_index`), so the tasks do not depend
   on how many devices or processes share them.
   """
-  algorithm = algorithms.get(config.algorithm)
-  weights_fn = schedules.msl_weights_fn(config.inner_steps, config.msl_epochs,
-                                        config.steps_per_epoch)
   split = None if mesh is None else sharding.task_sharding(mesh)
-  task_fn = build_task_fn(config)
+  dataset = datasets.get(config.dataset)
+  task_fn = dataset.task_fn(config)
   if not config.train_pool:
     single = ml_collections.ConfigDict(config.to_dict())
     single.meta_batch_size = 1
-    task_fn = distributed.tasks_by_index(build_task_fn(single),
+    task_fn = distributed.tasks_by_index(dataset.task_fn(single),
                                          config.meta_batch_size, split)
-
-  def build(phase: schedules.Phase, count: int):
-    return step_lib.make_meta_step(
-        exp.model.apply, exp.optimizer, task_fn,
-        weights_fn if phase.multi_step_loss else None,
-        first_order=phase.first_order,
-        learn_inner_lrs=algorithm.learn_inner_lrs,
-        step_aware=exp.model.step_aware, remat=config.remat,
-        unroll=config.unroll, batching=config.batching, steps_per_call=count,
-        task_sharding=split, **algorithm_options(config, exp.model))
-  return build
+  return meta_step_builder(config, exp.model, exp.optimizer, task_fn,
+                           task_sharding=split)
 
 
 def evaluate_meta(config: ml_collections.ConfigDict, exp: Experiment, meta,
                   tasks: Task) -> evaluate_lib.EvalResult:
-  """Adapts ``meta`` to ``tasks`` with ``config.eval_inner_steps`` steps."""
+  """Adapts ``meta`` to ``tasks`` with ``config.eval_inner_steps`` steps of
+  the config's inner update."""
   return evaluate_lib.evaluate(
       exp.model.apply, meta.params, meta.inner_lrs, tasks,
       inner_steps=config.eval_inner_steps, step_aware=exp.model.step_aware,
       batching=config.batching, chunk_size=config.eval_chunk_size,
       objective=objective(config), body_head=body_head(config, exp.model),
-      adam_lr=_eval_adam_lr(config))
-
-
-def _eval_adam_lr(config: ml_collections.ConfigDict) -> Optional[float]:
-  """Reptile trained with inner Adam adapts with it at test time too."""
-  uses_adam = (algorithms.get(config.algorithm).outer == "reptile"
-               and config.reptile_inner == "adam")
-  return config.reptile_adam_lr if uses_adam else None
+      inner=inner_update(config))

@@ -29,6 +29,9 @@ from metalearn import profiling
 from metalearn import report
 from metalearn import runs
 from metalearn import train
+from metalearn import workdir as workdir_lib
+from metalearn.data import registry as datasets
+from metalearn.models import registry as models
 
 BASELINE = "maml"
 
@@ -71,6 +74,8 @@ def record(config, summary: dict, test, metrics: runs.Metrics,
   chance = 1.0 / config.n_way
   tasks = (summary["meta_steps"] - summary["resumed_from"]) * (
       config.meta_batch_size)
+  train_step, train_loss = metrics.column("last_step_loss")
+  val_step, val_accuracy = metrics.column("val_accuracy")
   return report.AlgorithmResult(
       name=alg.name, first_order=alg.first_order, plus_plus=alg.plus_plus,
       compile_s=summary["compile_seconds_this_run"],
@@ -79,13 +84,15 @@ def record(config, summary: dict, test, metrics: runs.Metrics,
       tasks_per_s=summary["tasks_per_second"],
       xla_temp_bytes=summary["xla_temp_bytes"], **memory,
       final_train_loss=_final_train_loss(config, metrics),
-      train_loss=metrics.column("last_step_loss")[1],
-      train_meta_loss=metrics.column("loss")[1],
+      train_loss=train_loss, train_meta_loss=metrics.column("loss")[1],
+      train_step=train_step, val_step=val_step, val_accuracy=val_accuracy,
+      val_ci95=metrics.column("val_ci95")[1],
       test_accuracy=test.accuracy, test_ci95=test.ci95, test_std=test.std,
       chance=chance, improvement_over_chance=test.accuracy - chance,
       test_step_loss=test.step_loss.astype(np.float64).tolist(),
       test_step_accuracy=test.step_accuracy.astype(np.float64).tolist(),
       test_task_accuracy=test.task_accuracy.astype(np.float64).tolist(),
+      **report.adaptation_curves(test),
       inner_lrs=(_lrs_by_layer(summary["inner_lrs"])
                  if alg.learn_inner_lrs else None),
       wall_s=wall_s)
@@ -138,16 +145,25 @@ def _run_one(config, name: str, output_dir, isolate: bool,
 
 
 def describe(c: ml_collections.ConfigDict) -> str:
-  """The protocol in one sentence, for the header."""
+  """The protocol in one sentence, for the header, from what the registries
+  say of the config's dataset and model."""
   source = (f"a fixed pool of {c.train_pool} training tasks" if c.train_pool
             else "fresh training tasks every meta-step")
-  return (f"Omniglot {c.n_way}-way {c.k_shot}-shot ('{c.dataset}' split"
-          f"{', rotations' if c.rotate else ''}); {source}; {c.meta_steps} "
-          f"meta-steps of {c.meta_batch_size} tasks ({c.n_query} query/"
-          f"class); {c.test_tasks} test tasks ({c.eval_n_query} query/class,"
-          f" {c.eval_inner_steps} inner steps); inner SGD lr {c.inner_lr} x "
-          f"{c.inner_steps} steps; outer Adam lr {c.outer_lr}; conv-4 with "
-          f"{c.filters} filters; batching={c.batching}; seed {c.seed}")
+  inner = (f"SGD lr {c.inner_lr}" if c.inner_optimizer == "sgd"
+           else f"Adam lr {c.inner_adam_lr} (beta1 0)")
+  return (f"{datasets.get(c.dataset).description}, {c.n_way}-way "
+          f"{c.k_shot}-shot{', rotations' if c.rotate else ''}; {source}; "
+          f"{c.meta_steps} meta-steps of {c.meta_batch_size} tasks "
+          f"({c.n_query} query/class); {c.test_tasks} test tasks "
+          f"({c.eval_n_query} query/class, {c.eval_inner_steps} inner steps);"
+          f" inner {inner} x {c.inner_steps} steps; outer "
+          f"{_OPTIMIZER_NAMES.get(c.outer_optimizer, c.outer_optimizer)} lr "
+          f"{c.outer_lr} ({c.lr_schedule}); "
+          f"{models.get(c.model).describe(c)}; batching={c.batching}; "
+          f"seed {c.seed}")
+
+
+_OPTIMIZER_NAMES = {"adam": "Adam", "sgd": "SGD"}
 
 
 def header(config, spec: str, command: str, isolate: bool) -> list[str]:
@@ -203,19 +219,21 @@ def run_comparison(config: ml_collections.ConfigDict,
   log("\n".join(lines))
   output_dir = Path(output_dir)
   output_dir.mkdir(parents=True, exist_ok=True)
-  start = time.perf_counter()
-  results = [_run_one(config, n, output_dir, isolate, log)
-             for n in algorithm_names]
-  wall = time.perf_counter() - start
-  return write_report(results, config, output_dir,
-                      lines + [f"Total wall time {wall:.0f} s"], wall,
-                      command, isolate, log)
+  with workdir_lib.claim(output_dir):  # One comparison per output_dir at once.
+    start = time.perf_counter()
+    results = [_run_one(config, n, output_dir, isolate, log)
+               for n in algorithm_names]
+    wall = time.perf_counter() - start
+    return write_report(results, config, output_dir,
+                        lines + [f"Total wall time {wall:.0f} s"], wall,
+                        command, isolate, log)
 
 
 def write_report(results, config, output_dir: Path, lines: list[str],
                  wall: float, command: str, isolate: bool,
                  log: Callable[[str], None]) -> dict:
-  """Writes report.md, results.json and the plots; prints the tables.
+  """Writes report.md, report.html (self-contained: the plots inline),
+  results.json and the plots (PNG); prints the tables.
 
   Under several processes only process 0 writes; the others return the
   summary without the plots.
@@ -229,6 +247,9 @@ def write_report(results, config, output_dir: Path, lines: list[str],
   title = f"Algorithm comparison: {', '.join(names)}"
   (output_dir / "report.md").write_text(report.render_markdown(
       results, title=title, header=lines, baseline=baseline, plots=plots))
+  (output_dir / "report.html").write_text(report.render_html(
+      results, title=title, header=lines, baseline=baseline, plots=plots,
+      image_dir=str(output_dir)))
   summary = {
       "title": title, "config": config.to_dict(), "header": lines,
       "environment": profiling.environment(), "command": command,
@@ -240,5 +261,6 @@ def write_report(results, config, output_dir: Path, lines: list[str],
   }
   (output_dir / "results.json").write_text(json.dumps(summary, indent=1))
   log("\n" + report.console_report(results, baseline=baseline))
-  log(f"\nWrote {output_dir}/report.md, results.json, {', '.join(plots)}")
+  log(f"\nWrote {output_dir}/report.md, report.html, results.json, "
+      f"{', '.join(plots)}")
   return summary

@@ -2,23 +2,25 @@
 
 Each error names the field, the value and the valid range, e.g.
 ``config.inner_steps=0 is invalid: must be an integer >= 1``.
+
+The dataset and the model are looked up in their registries
+(:mod:`metalearn.data.registry`, :mod:`metalearn.models.registry`), which
+check the fields that only they know; ``config.plugins`` are imported first,
+so that a user's dataset or model file can register itself.
 """
 
 import ml_collections
 
 from metalearn import algorithms
 from metalearn import objectives
-from metalearn.data.datasets import IMAGE_DATASETS
+from metalearn import plugins
+from metalearn import rules
+from metalearn.data import registry as datasets
+from metalearn.models import registry as models
 from metalearn.models.conv4 import CONV_IMPLS
 from metalearn.precision import COMPUTE_DTYPES
-from metalearn.reptile import INNER_OPTIMIZERS
 
-DATASETS = IMAGE_DATASETS + ("sinusoid",)
-MODELS = ("conv4", "resnet12", "mlp")
 LR_SCHEDULES = ("constant", "cosine", "linear")
-MAX_DRAWINGS = 20  # Omniglot: 20 drawings of every character.
-# Examples per class of each dataset that has classes (Omniglot: the rest).
-EXAMPLES_PER_CLASS = {"mini_imagenet": 600}
 
 
 def _fail(field: str, value, valid: str) -> ValueError:
@@ -45,8 +47,9 @@ def _one_of(config, field: str, names) -> None:
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the first invalid field."""
+  plugins.load(config.get("plugins", ()))
   _one_of(config, "algorithm", tuple(algorithms.ALGORITHMS))
-  _one_of(config, "dataset", DATASETS)
+  dataset = datasets.get(config.dataset)
   _one_of(config, "lr_schedule", LR_SCHEDULES)
   _check_model_and_loss(config)
   _one_of(config, "batching", ("vmap", "map"))
@@ -54,7 +57,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _one_of(config, "compute_dtype", COMPUTE_DTYPES)
   for field in ("n_way", "k_shot", "n_query", "eval_n_query", "inner_steps",
                 "eval_inner_steps", "meta_batch_size", "meta_steps",
-                "steps_per_call", "steps_per_epoch", "filters", "test_tasks",
+                "steps_per_call", "steps_per_epoch", "test_tasks",
                 "eval_chunk_size"):
     _int_at_least(config, field, 1)
   if config.n_way < 2 and config.loss == "cross_entropy":
@@ -77,7 +80,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if config.outer_lr_min > config.outer_lr:
       raise _fail("outer_lr_min", config.outer_lr_min,
                   f"must be in (0, outer_lr={config.outer_lr}]")
-  _check_examples_per_class(config)
+  dataset.check(config)
   if config.train_pool and config.train_pool < config.meta_batch_size:
     raise _fail("train_pool", config.train_pool,
                 f"must be 0 (fresh tasks) or >= meta_batch_size="
@@ -86,64 +89,18 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
 
 def _check_model_and_loss(config: ml_collections.ConfigDict) -> None:
-  """The model, loss and optimizers exist and suit the dataset."""
-  _one_of(config, "model", MODELS)
+  """The model, loss and optimizers exist; the model's own fields check."""
+  spec = models.get(config.model)
+  missing = [f for f in spec.fields if f not in config]
+  if missing:
+    raise _fail("model", config.model, f"it reads config fields "
+                f"{', '.join(missing)}, which this config lacks")
+  if spec.check is not None:
+    spec.check(config)
   _one_of(config, "loss", tuple(objectives.OBJECTIVES))
   _one_of(config, "outer_optimizer", ("adam", "sgd"))
-  _one_of(config, "reptile_inner", INNER_OPTIMIZERS)
-  _one_of(config, "activation", ("relu", "tanh"))
-  _positive(config, "reptile_adam_lr")
-  if config.dataset == "sinusoid":
-    if config.loss != "mse" or config.model != "mlp":
-      raise _fail("loss" if config.loss != "mse" else "model",
-                  config.loss if config.loss != "mse" else config.model,
-                  "dataset 'sinusoid' is regression: it needs loss 'mse' "
-                  "and model 'mlp'")
-  elif config.loss != "cross_entropy":
-    raise _fail("loss", config.loss,
-                f"dataset {config.dataset!r} is classification: it needs "
-                "loss 'cross_entropy'")
-  if any(isinstance(w, bool) or not isinstance(w, int) or w < 1
-         for w in (*config.widths, *config.hidden)):
-    raise _fail("widths" if config.model == "resnet12" else "hidden",
-                config.widths if config.model == "resnet12" else config.hidden,
-                "must be integers >= 1")
-
-
-def _check_examples_per_class(config: ml_collections.ConfigDict) -> None:
-  """k_shot + n_query fits the examples each class has."""
-  if config.dataset == "sinusoid":
-    return
-  limit = EXAMPLES_PER_CLASS.get(config.dataset, MAX_DRAWINGS)
-  for field, shots in (("n_query", config.k_shot + config.n_query),
-                       ("eval_n_query", config.k_shot + config.eval_n_query)):
-    if shots > limit:
-      raise _fail(field, config[field],
-                  f"k_shot + {field} must be <= {limit} (examples per class "
-                  f"of {config.dataset!r}); with k_shot={config.k_shot} the "
-                  f"valid range is [1, {limit - config.k_shot}]")
-
-
-def check_against_splits(config: ml_collections.ConfigDict, splits) -> None:
-  """n_way must fit every split's class count (train counts rotations)."""
-  train_classes = splits.train.shape[0] * (4 if config.rotate else 1)
-  for name, classes in (("train", train_classes),
-                        ("val", splits.val.shape[0]),
-                        ("test", splits.test.shape[0])):
-    if name == "val" and not config.val_tasks:
-      continue
-    if name == "val" and not classes:
-      raise _fail("val_tasks", config.val_tasks,
-                  f"the {config.dataset!r} split has no validation classes, "
-                  "so val_tasks must be 0")
-    if config.n_way > classes:
-      raise _fail("n_way", config.n_way,
-                  f"the {config.dataset!r} {name} split has {classes} "
-                  f"classes, so the valid range is [2, {classes}]")
-    field = "n_query" if name == "train" else "eval_n_query"
-    examples = getattr(splits, name).shape[1]
-    if config.k_shot + config[field] > examples:
-      raise _fail(field, config[field],
-                  f"the {config.dataset!r} {name} split has {examples} "
-                  f"examples per class, so k_shot + {field} must be <= "
-                  f"{examples}")
+  _one_of(config, "inner_optimizer", tuple(rules.INNER_UPDATES))
+  _positive(config, "inner_adam_lr")
+  if isinstance(config.frozen, str):
+    raise _fail("frozen", config.frozen, "must be a sequence of parameter "
+                "path substrings, e.g. ('norm',)")

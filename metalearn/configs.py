@@ -29,6 +29,8 @@ def base() -> ml_collections.ConfigDict:
   """Every field, at MAML's Omniglot defaults (Finn et al. 2017, 5w1s)."""
   c = ml_collections.ConfigDict()
   c.algorithm = "maml"      # a name of metalearn.algorithms.ALGORITHMS.
+  c.plugins = ()            # modules or .py files imported first: they may
+                            # register datasets and models (docs/data.md).
   c.description = ""        # what this protocol is, for report headers.
   # Data.
   c.dataset = "vinyals"     # Omniglot tfds | lake | vinyals | mamlpp,
@@ -46,12 +48,15 @@ def base() -> ml_collections.ConfigDict:
   # Model and loss.
   c.model = "conv4"         # conv4 | resnet12 | mlp
   c.filters = 64            # conv4's channels.
+  c.num_blocks = 4          # conv4's conv blocks.
   c.widths = (64, 160, 320, 640)  # resnet12's block widths.
   c.block_remat = False     # resnet12: recompute each block on the backward.
   c.hidden = (40, 40)       # mlp's hidden widths.
   c.activation = "relu"     # mlp's hidden activation: relu | tanh.
   c.loss = "cross_entropy"  # cross_entropy | mse (metalearn.objectives).
   c.adapt_norm = False      # adapt batch-norm affines in the inner loop.
+  c.frozen = ()             # parameter path substrings never adapted in the
+                            # inner loop (still meta-learned).
   # Inner loop.
   c.inner_steps = 1
   c.inner_lr = 0.4
@@ -60,9 +65,9 @@ def base() -> ml_collections.ConfigDict:
   c.msl_epochs = 10         # multi-step loss annealing, in epochs.
   c.first_order_epochs = 0  # derivative-order annealing (second order only).
   c.fast_head = True        # head-only (ANIL): run the body once per task.
-  # Reptile (metalearn.reptile).
-  c.reptile_inner = "sgd"   # sgd (inner_lr) | adam (reptile_adam_lr).
-  c.reptile_adam_lr = 1e-3
+  c.inner_optimizer = "sgd"  # sgd (inner_lr) | adam (inner_adam_lr, beta1 0):
+                             # metalearn.rules.INNER_UPDATES.
+  c.inner_adam_lr = 1e-3
   # Outer loop.
   c.meta_batch_size = 32
   c.meta_steps = 60_000
@@ -90,6 +95,22 @@ def base() -> ml_collections.ConfigDict:
   # Devices (docs/scaling.md): 0 = every device of every process; N = the
   # first N local devices. meta_batch_size must be a multiple of the count.
   c.devices = 0
+  # Resuming a workdir with other training fields is refused unless this is
+  # set (metalearn.fingerprint).
+  c.allow_config_change = False
+  return c
+
+
+def for_algorithm(name: str,
+                  config: ml_collections.ConfigDict | None = None
+                 ) -> ml_collections.ConfigDict:
+  """``config`` (default :func:`base`) running algorithm ``name``, with the
+  fields its protocol sets (:attr:`metalearn.algorithms.Algorithm.defaults`)."""
+  c = base() if config is None else config
+  algorithm = algorithms.get(name)
+  c.algorithm = algorithm.name
+  for field, value in algorithm.defaults:
+    c[field] = value
   return c
 
 
@@ -103,8 +124,7 @@ def _setting(table: dict, setting: str):
 def maml(setting: str = "5w1s", algorithm: str = "maml"
         ) -> ml_collections.ConfigDict:
   """Finn et al. 2017's Omniglot setting for MAML (or FOMAML)."""
-  c = base()
-  c.algorithm = algorithms.get(algorithm).name
+  c = for_algorithm(algorithm)
   (c.n_way, c.k_shot, c.meta_batch_size, c.inner_steps, c.inner_lr,
    c.eval_inner_steps) = _setting(MAML_SETTINGS, setting)
   c.n_query = c.k_shot
@@ -120,8 +140,7 @@ def mamlpp(setting: str = "5w1s", algorithm: str = "mamlpp"
   the first 50 (second-order algorithms), cosine outer rate 1e-3 -> 1e-5,
   the 1150/50/423 split.
   """
-  c = base()
-  c.algorithm = algorithms.get(algorithm).name
+  c = for_algorithm(algorithm)
   c.dataset = "mamlpp"
   c.n_way, c.k_shot = _setting(MAMLPP_SETTINGS, setting)
   c.n_query = c.k_shot
@@ -153,15 +172,11 @@ def reptile(setting: str = "5w1s") -> ml_collections.ConfigDict:
   Differs from the paper: every inner step uses the task's whole set
   instead of a mini-batch of 10, and batch norm is always transductive.
   """
-  c = base()
-  c.algorithm = "reptile"
+  c = for_algorithm("reptile")  # inner Adam, outer SGD 1.0 -> 0 linear.
   c.n_way, c.k_shot = _setting(REPTILE_SETTINGS, setting)
   c.n_query = 10 - c.k_shot
   c.meta_batch_size = 5
   c.meta_steps = 100_000
-  c.outer_optimizer = "sgd"
-  c.outer_lr, c.lr_schedule, c.outer_lr_min = 1.0, "linear", 0.0
-  c.reptile_inner, c.reptile_adam_lr = "adam", 1e-3
   c.inner_steps, c.eval_inner_steps = 5, 50
   c.eval_every = c.checkpoint_every = 10_000
   return c

@@ -23,7 +23,6 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-from metalearn import inner_lrs as inner_lrs_lib
 from metalearn import objectives
 from metalearn.objectives import CLASSIFICATION, Objective
 from metalearn.types import ApplyFn, Array, PyTree, StepMetrics, Task
@@ -229,7 +228,8 @@ def meta_loss(apply_fn: ApplyFn,
               unroll: int | bool = 1,
               batching: str = "vmap",
               objective: Objective = CLASSIFICATION,
-              body_head: Optional["BodyHead"] = None
+              body_head: Optional["BodyHead"] = None,
+              make_runner: Optional[Callable[..., Callable]] = None
              ) -> tuple[Array, StepMetrics]:
   """Mean over the task batch of the weighted per-step query losses.
 
@@ -248,6 +248,9 @@ def meta_loss(apply_fn: ApplyFn,
       (MAML++'s multi-step loss), or ``None`` for the query loss after the
       last step alone (MAML/FOMAML): the same value and gradient as one-hot
       last-step weights, without running the query set after earlier steps.
+    make_runner: ``make_runner(apply_fn, params, inner_lrs, **options) ->
+      run(task)``, the inner update (:meth:`metalearn.rules.InnerUpdate.make`;
+      default :func:`task_runner`, SGD).
 
   Returns:
     ``(loss, StepMetrics)``: the scalar meta-loss and the per-task query
@@ -261,8 +264,9 @@ def meta_loss(apply_fn: ApplyFn,
                      f"({inner_steps},); got {jnp.shape(step_weights)}.")
   if batching not in ("vmap", "map"):
     raise ValueError(f"batching must be 'vmap' or 'map', got {batching!r}.")
-  run = task_runner(apply_fn, params, inner_lrs, body_head=body_head,
-                    first_order=first_order, step_aware=step_aware,
+  run = (make_runner or task_runner)(
+      apply_fn, params, inner_lrs, body_head=body_head,
+      first_order=first_order, step_aware=step_aware,
                     remat=remat, unroll=unroll, objective=objective,
                     query_every_step=step_weights is not None)
   if batching == "vmap":
@@ -301,8 +305,12 @@ def check_head_only(inner_lrs: PyTree) -> None:
 
 def task_runner(apply_fn: ApplyFn, params: PyTree, inner_lrs: PyTree, *,
                 body_head: Optional[BodyHead] = None, step_aware: bool = False,
+                adapt_fn: Callable[..., tuple[PyTree, StepMetrics]] = adapt,
                 **adapt_kwargs) -> Callable[[Task], tuple[PyTree, StepMetrics]]:
-  """``run(task) -> adapt(...)`` for one task, as vmap/map want it.
+  """``run(task) -> adapt_fn(...)`` for one task, as vmap/map want it.
+
+  ``adapt_fn`` is :func:`adapt` (SGD) or another inner loop with its
+  signature (:func:`metalearn.rules.adam_adapt`).
 
   With ``body_head``, the body maps the support and query inputs to features
   once per task and the inner loop adapts the head on those features: the
@@ -311,7 +319,7 @@ def task_runner(apply_fn: ApplyFn, params: PyTree, inner_lrs: PyTree, *,
   on every inner step.
   """
   if body_head is None:
-    return functools.partial(adapt, apply_fn, params, inner_lrs,
+    return functools.partial(adapt_fn, apply_fn, params, inner_lrs,
                              step_aware=step_aware, **adapt_kwargs)
   if step_aware:
     raise ValueError("body_head needs a model without per-step batch norm "
@@ -321,10 +329,7 @@ def task_runner(apply_fn: ApplyFn, params: PyTree, inner_lrs: PyTree, *,
   def run(task: Task):
     features = task._replace(support_x=body_head.body(params, task.support_x),
                              query_x=body_head.body(params, task.query_x))
-    return adapt(body_head.head, params, inner_lrs, features, **adapt_kwargs)
+    return adapt_fn(body_head.head, params, inner_lrs, features,
+                    **adapt_kwargs)
   return run
 
-
-fixed_inner_lrs = inner_lrs_lib.fixed_inner_lrs
-extend_inner_lrs = inner_lrs_lib.extend_inner_lrs
-frozen_outside_head = inner_lrs_lib.outside_head

@@ -17,7 +17,7 @@ import optax
 
 from metalearn import core
 from metalearn import objectives
-from metalearn import reptile
+from metalearn import rules
 from metalearn.types import ApplyFn, Array, MetaParams, PyTree, Task
 
 TaskFn = Callable[[Array, Any], Task]
@@ -46,9 +46,10 @@ class StepOutput(NamedTuple):
       inner_steps), or after the last step only (Q = 1) when the step was built
       with ``step_weights_fn=None``.
     step_accuracy: [Q] query accuracy, likewise (``None`` for an objective
-      without a metric). Reptile's loss and metrics are on the examples it
-      trained on (it has no held-out query set while meta-training).
-    grad_norm: global norm of the meta-gradient (Reptile: of its move).
+      without a metric). An outer rule without a query set (a move in
+      weight space) reports its loss and metrics on the examples it trained
+      on.
+    grad_norm: global norm of the outer rule's direction (the meta-gradient).
   """
   loss: Array
   step_loss: Array
@@ -96,9 +97,8 @@ def make_meta_step(apply_fn: ApplyFn,
                    jit: bool = True,
                    objective: objectives.Objective = objectives.CLASSIFICATION,
                    body_head: Optional[core.BodyHead] = None,
-                   outer: str = "meta_gradient",
-                   reptile_inner: str = "sgd",
-                   reptile_adam_lr: float = 1e-3):
+                   outer: rules.OuterRule = rules.META_GRADIENT,
+                   inner: Optional[rules.InnerUpdate] = None):
   """Builds ``step(state, data, key) -> (state, StepOutput)``.
 
   Args:
@@ -124,43 +124,33 @@ def make_meta_step(apply_fn: ApplyFn,
       (:mod:`metalearn.objectives`).
     body_head: the model split for head-only adaptation (ANIL's body runs
       once per task; see :func:`metalearn.core.task_runner`).
-    outer: ``meta_gradient`` (the gradient of the meta-loss) or ``reptile``
-      (:func:`metalearn.reptile.direction`: no meta-gradient, the outer
-      optimizer follows ``params - adapted``).
-    reptile_inner, reptile_adam_lr: Reptile's inner optimizer (``sgd`` with
-      the inner rates, or ``adam`` with this rate).
+    outer: what the outer optimizer follows (:class:`metalearn.rules.OuterRule`;
+      default the meta-gradient).
+    inner: how each task adapts (:class:`metalearn.rules.InnerUpdate`;
+      default SGD with the inner rates).
 
   Returns:
     The step function.
   """
   if steps_per_call < 1:
     raise ValueError(f"steps_per_call must be >= 1, got {steps_per_call}.")
-  if outer not in ("meta_gradient", "reptile"):
-    raise ValueError(f"outer must be 'meta_gradient' or 'reptile', got "
-                     f"{outer!r}.")
-  if outer == "reptile" and learn_inner_lrs:
-    raise ValueError("outer='reptile' has no meta-gradient to learn inner "
-                     "rates with; set learn_inner_lrs=False.")
+  if batching not in ("vmap", "map"):
+    raise ValueError(f"batching must be 'vmap' or 'map', got {batching!r}.")
+  if learn_inner_lrs and not outer.learns_inner_lrs:
+    raise ValueError(f"the outer rule {outer.name!r} gives no direction for "
+                     "the inner rates; set learn_inner_lrs=False.")
+  inner = inner or rules.sgd()
+  options = dict(first_order=first_order, step_aware=step_aware, remat=remat,
+                 unroll=unroll, objective=objective, body_head=body_head)
 
-  def loss_fn(train_part, meta, tasks, weights):
+  def split(train_part, meta):
     if learn_inner_lrs:
-      params, lrs = train_part.params, train_part.inner_lrs
-    else:
-      params, lrs = train_part, meta.inner_lrs
-    return core.meta_loss(apply_fn, params, lrs, tasks, weights,
-                          first_order=first_order, step_aware=step_aware,
-                          remat=remat, unroll=unroll, batching=batching,
-                          objective=objective, body_head=body_head)
+      return train_part.params, train_part.inner_lrs
+    return train_part, meta.inner_lrs
 
-  def loss_and_grads(train_part, meta, tasks, weights):
-    if outer == "reptile":
-      move, loss, metrics = reptile.direction(
-          apply_fn, train_part, meta.inner_lrs, tasks, objective=objective,
-          inner_optimizer=reptile_inner, adam_lr=reptile_adam_lr,
-          batching=batching)
-      return (loss, metrics), move
-    return jax.value_and_grad(loss_fn, has_aux=True)(
-        train_part, meta, tasks, weights)
+  def problem(meta) -> rules.Problem:
+    return rules.make_problem(apply_fn, lambda part: split(part, meta),
+                              inner=inner, batching=batching, **options)
 
   def one_step(state: MetaState, data, key) -> tuple[MetaState, StepOutput]:
     tasks = task_fn(jax.random.fold_in(key, state.step), data)
@@ -169,8 +159,8 @@ def make_meta_step(apply_fn: ApplyFn,
     weights = (None if step_weights_fn is None
                else step_weights_fn(state.step))
     train_part = trainable(state.meta, learn_inner_lrs)
-    (loss, metrics), grads = loss_and_grads(train_part, state.meta, tasks,
-                                            weights)
+    (loss, metrics), grads = outer.direction(problem(state.meta), train_part,
+                                             tasks, weights)
     updates, opt_state = optimizer.update(grads, state.opt_state, train_part)
     train_part = optax.apply_updates(train_part, updates)
     meta = (train_part if learn_inner_lrs

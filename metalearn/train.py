@@ -4,7 +4,10 @@ One call trains from ``config`` in ``workdir`` and evaluates on the test split,
 running the one loop of :mod:`metalearn.trainer`. It resumes by itself from
 the newest checkpoint in ``workdir`` that verifies; a resumed run ends with
 the same parameters as an uninterrupted one (keys are derived from the step,
-never threaded). Outputs in ``workdir``: ``config.json``, ``metrics.jsonl``
+never threaded). A workdir belongs to one run: it is locked while a run
+uses it (:mod:`metalearn.workdir`) and a resume with other training fields
+is refused (:mod:`metalearn.fingerprint`). Outputs in ``workdir``:
+``config.json``, ``starts.jsonl`` (every start's config), ``metrics.jsonl``
 (training and validation rows), ``checkpoints/`` (latest), ``best/`` (best
 by validation accuracy), ``eval.json``.
 """
@@ -23,11 +26,13 @@ from metalearn import checkpoints
 from metalearn import config_checks
 from metalearn import distributed
 from metalearn import evaluate as evaluate_lib
+from metalearn import fingerprint
 from metalearn import build
 from metalearn import metrics_log
 from metalearn import sharding
 from metalearn import step as step_lib
 from metalearn import trainer
+from metalearn import workdir as workdir_lib
 
 
 def prepare_workdir(workdir: str | os.PathLike) -> Path:
@@ -147,7 +152,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     An :class:`Outcome`: ``(summary, test)``.
 
   Raises:
-    ValueError: a bad config field or workdir, named.
+    ValueError: a bad config field or workdir, named;
+      :class:`metalearn.workdir.WorkdirInUse` when another process holds
+      ``workdir``; :class:`metalearn.fingerprint.ConfigChanged` when
+      ``workdir`` was started with other training fields (see
+      :mod:`metalearn.fingerprint`), before anything is restored.
     metalearn.trainer.Interrupted: SIGINT or SIGTERM arrived; the state was
       saved first, and a rerun resumes from it.
     FloatingPointError: the meta-loss became non-finite.
@@ -159,13 +168,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   mesh = distributed.config_mesh(config)
   writes = distributed.is_writer()
   workdir = prepare_workdir(workdir) if writes else Path(workdir)
-  if writes:
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+  with workdir_lib.claim(workdir, writer=writes):
+    return _run(config, workdir, mesh, writes)
+
+
+def _run(config, workdir: Path, mesh, writes: bool) -> Outcome:
+  """:func:`train_and_evaluate` in a claimed workdir."""
+  changes = fingerprint.check_resume(workdir, config)  # Before any restore.
   exp = build.build_experiment(config)
   ckpt = checkpoints.Checkpointer(workdir)
   state = ckpt.restore_latest(
       sharding.replicate(build.initial_state(config, exp), mesh))
   start = int(state.step)
+  if writes:
+    fingerprint.record_start(workdir, config, start, changes)
   data = sharding.replicate(exp.train_data, mesh)
   distributed.synchronize(mesh)
   writer = metrics_log.MetricsWriter(workdir, resume_step=start,

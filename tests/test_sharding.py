@@ -15,6 +15,8 @@ from jax.sharding import PartitionSpec
 import numpy as np
 import pytest
 
+import metalearn as ml
+
 from metalearn import sharding
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,7 +36,7 @@ def _child_main() -> None:
   key = jax.random.key(0)
   # Setup under jit: eager ops would each compile on their own, slowly.
   params = jax.jit(model.init)(key)
-  lrs = jax.jit(lambda p: core.fixed_inner_lrs(p, 0.3, 2))(params)
+  lrs = jax.jit(lambda p: ml.fixed_inner_lrs(p, 0.3, 2))(params)
   opt = optax.adam(1e-2)
   data = benchmark.synthetic_dataset(0, num_classes=10, image_size=6)
   task_fn = benchmark.synthetic_task_fn(3, 1, 2, meta_batch_size=8)

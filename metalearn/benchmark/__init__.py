@@ -1,4 +1,4 @@
-"""Meta-step throughput, compile time and memory: a plain baseline vs tuned.
+"""Meta-step throughput, compile time and memory: a plain step vs tuned.
 
 Each row times one algorithm of :mod:`metalearn.algorithms` (``maml``,
 ``fomaml``, ``mamlpp`` = multi-step loss + learned per-step per-layer rates
@@ -6,7 +6,7 @@ Each row times one algorithm of :mod:`metalearn.algorithms` (``maml``,
 sampled on the device (Omniglot-shaped 28x28x1 with conv-4 by default;
 ResNet-12 on colour images with ``model="resnet12"``), run one of two ways:
 
-* ``plain``: :mod:`metalearn.baseline`, a deliberately straightforward
+* ``plain``: :mod:`metalearn.benchmark.plain`, a deliberately straightforward
   implementation (``jit`` + ``vmap`` over tasks, Python-loop inner loop,
   float32, XLA convolutions, one meta-step per dispatch, no remat, no
   donation) that shares no code with :mod:`metalearn.core`.

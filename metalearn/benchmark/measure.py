@@ -15,13 +15,13 @@ import jax
 import numpy as np
 import optax
 
-from metalearn import baseline
+from metalearn.benchmark import plain
 from metalearn import precision
 from metalearn import profiling
 from metalearn import schedules
 from metalearn import sharding
 from metalearn import step as step_lib
-from metalearn.baseline import Problem
+from metalearn.benchmark.plain import Problem
 from metalearn.benchmark.results import Row
 from metalearn.benchmark.results import with_speedups
 from metalearn.benchmark.workloads import Mode
@@ -59,8 +59,8 @@ class Built(NamedTuple):
 
 def _build_plain(w: Workload, p: Problem, state, key: Array,
                  optimizer: optax.GradientTransformation) -> Built:
-  """The baseline: sampling and the meta-step as two compiled programs."""
-  sample, step = baseline.make_plain_step(p, optimizer, w.inner_steps)
+  """The plain step: sampling and the meta-step as two compiled programs."""
+  sample, step = plain.make_plain_step(p, optimizer, w.inner_steps)
   start = time.perf_counter()
   sample_c = sample.lower(key, state.step, p.data).compile()
   tasks = jax.eval_shape(sample, key, state.step, p.data)

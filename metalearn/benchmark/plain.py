@@ -1,4 +1,4 @@
-"""The plain baseline every benchmark ratio is measured against.
+"""The plain meta-step every benchmark ratio is measured against.
 
 A deliberately straightforward meta-step that shares no code with
 :mod:`metalearn.core`: ``jit`` + ``vmap`` over tasks, the inner loop as a
@@ -64,7 +64,7 @@ def _sgd(params, grads, lrs, s: int):
 
 def make_plain_step(problem: Problem, optimizer: optax.GradientTransformation,
                     inner_steps: int):
-  """The baseline as ``(sample, step)``, two separately jitted functions.
+  """The plain step as ``(sample, step)``, two separately jitted functions.
 
   ``sample(key, step, data) -> Task`` draws the batch from
   ``fold_in(key, step)`` (the same tasks as the library's step);

@@ -4,7 +4,7 @@ A :class:`Workload` names an algorithm of :mod:`metalearn.algorithms` and
 the task and model sizes (conv-4 on Omniglot-shaped images by default, or
 ResNet-12 on colour ones); :func:`make_problem` turns it into the model,
 inner rates, multi-step-loss weights and synthetic data that
-both implementations (:mod:`metalearn.baseline` and the tuned library step)
+both implementations (:mod:`metalearn.benchmark.plain` and the tuned library step)
 compute on. A :class:`Mode` is parsed from a spec string by
 :func:`parse_mode`.
 """
@@ -18,13 +18,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from metalearn import algorithms as algorithm_table
-from metalearn import schedules
-from metalearn.baseline import Problem
+from metalearn import configs
 from metalearn import core
-from metalearn.core import fixed_inner_lrs
+from metalearn import schedules
+from metalearn.benchmark.plain import Problem
 from metalearn.data import episodes
-from metalearn.models import conv4
-from metalearn.models import resnet12
+from metalearn.inner_lrs import fixed_inner_lrs
+from metalearn.models import registry as model_registry
 from metalearn.types import Array, Task
 
 INNER_LR = 0.1
@@ -67,9 +67,6 @@ class Workload(NamedTuple):
   model: str = "conv4"
   widths: tuple[int, ...] = (64, 160, 320, 640)
   channels: int = 1
-
-
-MODELS = ("conv4", "resnet12")
 
 
 class Mode(NamedTuple):
@@ -194,19 +191,18 @@ def synthetic_task_fn(n_way: int, k_shot: int, n_query: int,
 
 
 def _model(w: Workload, bn_steps: int, conv_impl: str, block_remat: bool):
-  """The workload's conv-4 or ResNet-12 :class:`metalearn.models.Model`."""
-  if w.model not in MODELS:
-    raise ValueError(f"model must be one of {', '.join(MODELS)}; got "
-                     f"{w.model!r}.")
-  shape = (w.image_size, w.image_size, w.channels)
-  if w.model == "resnet12":
-    return resnet12(w.n_way, input_shape=shape, widths=tuple(w.widths),
-                    bn_steps=bn_steps, conv_impl=conv_impl, remat=block_remat)
-  if block_remat:
+  """The workload's model of the model registry
+  (:class:`metalearn.models.Model`), built as a config would build it."""
+  if block_remat and w.model != "resnet12":
     raise ValueError("block_remat (mode knob blockremat) needs model "
                      f"'resnet12'; got {w.model!r}.")
-  return conv4(w.n_way, input_shape=shape, filters=w.filters,
-               num_blocks=w.num_blocks, bn_steps=bn_steps, conv_impl=conv_impl)
+  config = configs.base()
+  config.update(dict(filters=w.filters, num_blocks=w.num_blocks,
+                     widths=tuple(w.widths), conv_impl=conv_impl,
+                     block_remat=block_remat))
+  spec = model_registry.get(w.model)
+  return spec.build(config, model_registry.Shape(
+      w.n_way, (w.image_size, w.image_size, w.channels), bn_steps))
 
 
 def make_problem(w: Workload, seed: int = 0, conv_impl: str = "auto", *,

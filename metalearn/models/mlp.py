@@ -5,6 +5,7 @@ from typing import Callable, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from metalearn.models import registry
 from metalearn.models.conv4 import Model
 from metalearn.models.conv4 import flax_model
 from metalearn.types import Array
@@ -69,3 +70,21 @@ def mlp(n_out: int, *, input_shape: tuple[int, ...],
                      f"got {activation!r}.")
   module = MLP(n_out, tuple(hidden), activation)
   return flax_model(module, jnp.zeros((1, *input_shape), jnp.float32))
+
+
+def _check(config) -> None:
+  registry.positive_ints(config, "hidden")
+  if config.activation not in ("relu", "tanh"):
+    raise ValueError(f"config.activation={config.activation!r} is invalid: "
+                     "must be one of relu, tanh")
+
+
+registry.register(registry.ModelSpec(
+    "mlp",
+    build=lambda c, shape: mlp(shape.n_out, input_shape=shape.input_shape,
+                               hidden=tuple(c.hidden),
+                               activation=c.activation),
+    fields=("hidden", "activation"),
+    describe=lambda c: (f"an MLP {'-'.join(map(str, c.hidden))} "
+                        f"({c.activation})"),
+    check=_check))
