@@ -31,6 +31,13 @@ What is guaranteed:
 A state is written only after its loss was checked finite, so a run that dies
 on a NaN leaves the last good checkpoint intact.
 
+A save that cannot be written (no space left, permission denied, a
+read-only file system) raises :class:`CheckpointWriteError` with one line:
+the cause, the step and directory, and the last good step to resume from.
+Orbax's own tracebacks of the failed save are dropped, and its half-written
+temporary directory is removed, so the rerun after the cause is fixed
+resumes from the last good step.
+
 Under several processes (:mod:`metalearn.distributed`) every process calls
 the same saves and restores of the same replicated state: orbax coordinates
 them (process 0 writes the replicated arrays and the JSON record), so the
@@ -64,6 +71,11 @@ log = logging.getLogger(__name__)
 
 class CheckpointError(RuntimeError):
   """Checkpoints exist but none could be read back and verified."""
+
+
+class CheckpointWriteError(CheckpointError):
+  """A checkpoint could not be written; the message says why and what to
+  resume from."""
 
 
 class _Unusable(ValueError):
@@ -194,6 +206,21 @@ def _save_args(state: MetaState) -> ocp.args.Composite:
                                _SUMS: ocp.args.JsonSave(checksums(state))})
 
 
+_TMP = "*.orbax-checkpoint-tmp*"
+_FIX = {"no space left on device": "free space",
+        "permission denied": "make it writable",
+        "read-only file system": "make it writable",
+        "a directory vanished": "check the disk"}
+
+
+def _remove_partial(manager: ocp.CheckpointManager) -> None:
+  """Removes orbax's temporary (never published) step directories."""
+  if jax.process_index() != 0:
+    return
+  for tmp in Path(manager.directory).glob(_TMP):
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _managers(workdir: Path, keep: int):
   """Orbax managers of the latest steps and of the best step."""
   latest = ocp.CheckpointManager(
@@ -219,7 +246,16 @@ class Checkpointer:
   def __init__(self, workdir: str | Path, *, keep: int = 2):
     workdir = Path(workdir).absolute()
     self._unusable = workdir / "unusable"
-    self._latest, self._best = _managers(workdir, keep)
+    orbax_noise.drop_save_errors_from_now_on()
+    orbax_noise.drop_loop_noise_from_now_on()
+    try:
+      self._latest, self._best = _managers(workdir, keep)
+    except OSError as e:
+      raise CheckpointWriteError(
+          f"{orbax_noise.write_failure(e) or e.strerror or e} while creating "
+          f"the checkpoint directories in {workdir}.") from e
+    self._pending = {}  # id(manager) -> the step being saved.
+    self._failed = False
 
   def latest_step(self) -> Optional[int]:
     """The newest step in ``checkpoints/``, verified or not; None if none."""
@@ -280,17 +316,61 @@ class Checkpointer:
     """Saves ``state`` as ``step`` (async); no-op if that step exists.
 
     Orbax also skips a step not newer than the newest one on disk.
+
+    Raises:
+      CheckpointWriteError: this save, or the previous one still in flight,
+        could not be written.
     """
     if step not in self._latest.all_steps():
-      self._latest.save(step, args=_save_args(state))
+      self._save(self._latest, step, args=_save_args(state))
 
   def save_best(self, step: int, state: MetaState, val_accuracy: float) -> None:
     """Saves ``state`` as a best candidate; orbax keeps the best one."""
     if step not in self._best.all_steps():
-      self._best.save(step, args=_save_args(state),
-                      metrics={"val_accuracy": float(val_accuracy)})
+      self._save(self._best, step, args=_save_args(state),
+                 metrics={"val_accuracy": float(val_accuracy)})
 
   def wait(self) -> None:
-    """Blocks until pending saves are committed to disk."""
-    self._latest.wait_until_finished()
-    self._best.wait_until_finished()
+    """Blocks until pending saves are committed to disk.
+
+    Raises:
+      CheckpointWriteError: a pending save could not be written (raised
+        once: after a failure, later waits only wait).
+    """
+    self._finish(self._latest)
+    self._finish(self._best)
+
+  def _save(self, manager: ocp.CheckpointManager, step: int, **kwargs):
+    self._finish(manager)  # A failure of the previous save is its own.
+    try:
+      manager.save(step, **kwargs)
+    except Exception as e:  # pylint: disable=broad-except
+      self._write_failed(manager, step, e)
+    self._pending[id(manager)] = step
+
+  def _finish(self, manager: ocp.CheckpointManager) -> None:
+    step = self._pending.pop(id(manager), None)
+    try:
+      manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      if not self._failed:
+        self._write_failed(manager, step, e)
+
+  def _write_failed(self, manager, step: Optional[int], exc: Exception):
+    """Cleans up after a failed save and raises its one-line error."""
+    self._failed = True
+    with orbax_noise.quiet():
+      _remove_partial(manager)
+      manager.reload()
+      self._latest.reload()
+    cause = orbax_noise.write_failure(exc)
+    good = self._latest.latest_step()
+    last = (f"the last good checkpoint is step {good} in "
+            f"{self._latest.directory}" if good is not None
+            else "no checkpoint was saved before")
+    fix = _FIX.get(cause, "fix the cause")
+    what = "checkpoint" if step is None else f"checkpoint step {step}"
+    raise CheckpointWriteError(
+        f"{cause or orbax_noise.reason(exc)} while writing {what} in "
+        f"{manager.directory}; {last}. {fix[0].upper() + fix[1:]} and rerun "
+        "to resume.") from exc

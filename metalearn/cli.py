@@ -7,8 +7,12 @@ that survives the process, one-line errors, clean stops.
   them; ``--nocompilation_cache`` turns it off.
 * A ValueError (a bad flag or config field, named in its message) prints as
   one line and exits 2; ``--verbosity=1`` shows the traceback.
-* A non-finite loss or a workdir with no usable checkpoint prints its one
-  line and exits 1.
+* A non-finite loss, a workdir with no usable checkpoint, or a checkpoint
+  that cannot be written (no space, no permission) prints its one line and
+  exits 1; so does any other failed file operation (``OSError``: the cause
+  and the file). A workdir in use by another process, or resumed with other
+  training fields, is a ValueError (:mod:`metalearn.workdir`,
+  :mod:`metalearn.fingerprint`).
 * Several processes: ``--coordinator_address``, ``--num_processes`` and
   ``--process_id`` (or SLURM / Open MPI, detected by JAX) start
   ``jax.distributed`` before anything else (:mod:`metalearn.distributed`,
@@ -18,6 +22,7 @@ that survives the process, one-line errors, clean stops.
   stopped and exits 128 + the signal number, as a shell does.
 """
 
+import os
 from pathlib import Path
 import sys
 from typing import Callable
@@ -28,6 +33,7 @@ from absl import logging
 from metalearn import checkpoints
 from metalearn import compilation_cache
 from metalearn import distributed
+from metalearn import orbax_noise
 from metalearn import trainer
 
 _COORDINATOR_ADDRESS = flags.DEFINE_string(
@@ -45,8 +51,11 @@ _COMPILATION_CACHE = flags.DEFINE_bool(
     "~/.cache/metalearn/jax) so that reruns skip compiling.")
 
 
-def _fail(message: str, code: int) -> None:
+def _fail(message: str, code: int, *, now: bool = False) -> None:
   print(f"{Path(sys.argv[0]).name}: {message}", file=sys.stderr, flush=True)
+  if now:  # A failed write can leave orbax threads that block the exit.
+    sys.stdout.flush()
+    os._exit(code)  # pylint: disable=protected-access
   sys.exit(code)
 
 
@@ -69,6 +78,20 @@ def run_main(main: Callable[[], None]) -> None:
   except (FloatingPointError, checkpoints.CheckpointError) as e:
     if verbose:
       raise
-    _fail(str(e), 1)
+    _fail(str(e), 1, now=isinstance(e, checkpoints.CheckpointWriteError))
   except trainer.Interrupted as e:
     _fail(str(e), 128 + e.signum)
+  except OSError as e:
+    if verbose:
+      raise
+    _fail(os_error_line(e), 1, now=True)
+
+
+def os_error_line(e: OSError) -> str:
+  """``No space left on device: /runs/a/metrics.jsonl`` (one line)."""
+  cause = e.strerror or orbax_noise.write_failure(e) or type(e).__name__
+  where = e.filename or ""
+  if e.filename2:
+    where = f"{where} -> {e.filename2}"
+  text = f"{cause[0].upper() + cause[1:]}: {where}" if where else cause
+  return " ".join(text.split())

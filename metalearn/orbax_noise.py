@@ -5,9 +5,15 @@ errors (and asyncio's "Event loop is closed") surface later as hundreds of
 lines of tracebacks. :func:`quiet` mutes orbax's loggers while a step is
 read, :func:`reason` turns an orbax/tensorstore error into one short line,
 and from the first restore on the late noise is dropped process-wide.
+A failed *save* is reported by orbax's background threads as several ERROR
+records with tracebacks before the error reaches the caller;
+:func:`drop_save_errors_from_now_on` drops those records (the caller reports
+the failure itself, in one line: :mod:`metalearn.checkpoints`), and
+:func:`write_failure` names the cause of a failed write.
 """
 
 import contextlib
+import errno
 import logging
 import re
 import sys
@@ -22,10 +28,7 @@ _FILE = re.compile(r'local file "([^"]+)"')
 
 def reason(exc: BaseException) -> str:
   """One short line: the status and file of an orbax/tensorstore error."""
-  chain, seen = [], exc
-  while seen is not None and len(chain) < 10:
-    chain.append(seen)
-    seen = seen.__cause__ or seen.__context__
+  chain = _chain(exc)
   for err in chain:
     text = " ".join(str(err).split())
     status, key = _STATUS.search(text), _KEY.search(text)
@@ -102,3 +105,63 @@ def quiet():
   finally:
     for logger, level in zip(loggers, levels):
       logger.setLevel(level)
+
+
+# A failed write's cause, as orbax, tensorstore or the OS word it.
+_WRITE_CAUSES = (
+    ("no space left on device", (errno.ENOSPC, errno.EDQUOT),
+     ("No space left on device", "Disk quota exceeded")),
+    ("permission denied", (errno.EACCES, errno.EPERM),
+     ("Permission denied", "PERMISSION_DENIED")),
+    ("read-only file system", (errno.EROFS,), ("Read-only file system",)),
+    ("a directory vanished", (errno.ENOENT,),
+     ("No such file or directory",)),
+)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+  chain, seen = [], exc
+  while seen is not None and len(chain) < 10:
+    chain.append(seen)
+    seen = seen.__cause__ or seen.__context__
+  return chain
+
+
+def write_failure(exc: BaseException) -> Optional[str]:
+  """``"no space left on device"``, ``"permission denied"``, ``"read-only
+  file system"`` or ``"a directory vanished"`` when ``exc`` (or its cause)
+  is that OS error, however wrapped; else None."""
+  for err in _chain(exc):
+    for cause, codes, words in _WRITE_CAUSES:
+      if isinstance(err, OSError) and err.errno in codes:
+        return cause
+      if any(w in str(err) for w in words):
+        return cause
+  return None
+
+
+class _SaveErrorFilter(logging.Filter):
+  """Drops orbax's ERROR records (background save threads) and the noise
+  of its aborted coroutines."""
+
+  def filter(self, record):
+    return not (record.levelno >= logging.ERROR
+                and "orbax" in (record.pathname or ""))
+
+
+_save_filter_installed = False
+
+
+def drop_save_errors_from_now_on() -> None:
+  """Silences orbax's own ERROR logging of failed saves, process-wide.
+
+  Orbax re-raises a failed save's error at the next save or wait, which
+  :class:`metalearn.checkpoints.Checkpointer` turns into one line; the
+  several tracebacks its threads log first say nothing more.
+  """
+  global _save_filter_installed
+  if _save_filter_installed:
+    return
+  _save_filter_installed = True
+  for name in ("absl", "orbax"):
+    logging.getLogger(name).addFilter(_SaveErrorFilter())

@@ -214,3 +214,81 @@ def test_failed_restore_prints_one_line_in_a_fresh_process(tmp_path):
   lines = [l for l in out.stderr.splitlines() if l.strip()]
   assert len(lines) == 1, out.stderr
   assert "step 20" in lines[0] and "trying step 10" in lines[0]
+
+
+# Writes that fail: a real full (then read-only) file system, through the
+# binaries' error handling (metalearn.cli) in a fresh process.
+
+_SAVER = textwrap.dedent("""
+    import sys
+    from absl import app
+    import jax, jax.numpy as jnp, optax
+    from metalearn import checkpoints, cli
+    from metalearn.step import MetaState
+    from metalearn.types import MetaParams
+
+    def state(step):  # ~400 KB of incompressible parameters.
+      params = {"w": jax.random.normal(jax.random.key(step), (100_000,))}
+      lrs = {"w": jnp.full((1,), 0.1)}
+      return MetaState(jnp.int32(step), MetaParams(params, lrs),
+                       optax.sgd(0.1).init(params))
+
+    def main():
+      ckpt = checkpoints.Checkpointer(sys.argv[1])
+      start = int(ckpt.restore_latest(state(0)).step)
+      print("resumed from", start, flush=True)
+      for step in range(start + 1, int(sys.argv[2]) + 1):
+        ckpt.save_latest(step, state(step))
+      ckpt.wait()
+      print("saved", flush=True)
+
+    app.run(lambda argv: cli.run_main(main), argv=sys.argv[:1] +
+            ["--nocompilation_cache"])
+""")
+
+
+def _save_steps(workdir, last):
+  return subprocess.run([sys.executable, "-c", _SAVER, str(workdir),
+                         str(last)], capture_output=True, text=True,
+                        timeout=120, check=False)
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+  """A 600 KB tmpfs: one checkpoint of :data:`_SAVER` fits, two do not."""
+  mount = tmp_path / "fs"
+  mount.mkdir()
+  subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs",
+                  str(mount)], check=True)
+  yield mount
+  subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def _remount(mount, options):
+  subprocess.run(["mount", "-o", f"remount,{options}", str(mount)],
+                 check=True)
+
+
+def test_full_disk_then_read_only_are_one_line_and_the_rerun_resumes(
+    small_fs):
+  workdir = small_fs / "run"
+  full = _save_steps(workdir, 2)
+  assert full.returncode == 1, full.stderr[-3000:]
+  lines = [l for l in full.stderr.splitlines() if l.strip()]
+  assert len(lines) == 1, full.stderr[-3000:]
+  assert ("no space left on device while writing checkpoint step 2 in "
+          f"{workdir / 'checkpoints'}; the last good checkpoint is step 1"
+          in lines[0]), lines[0]
+  assert "Free space and rerun" in lines[0]
+  assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["1"]
+  _remount(small_fs, "size=4m")  # Space freed: the rerun resumes.
+  done = _save_steps(workdir, 2)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert done.stdout.split() == ["resumed", "from", "1", "saved"]
+  _remount(small_fs, "ro")
+  read_only = _save_steps(workdir, 3)
+  assert read_only.returncode == 1, read_only.stderr[-3000:]
+  lines = [l for l in read_only.stderr.splitlines() if l.strip()]
+  assert len(lines) == 1, read_only.stderr[-3000:]
+  assert "read-only file system while writing checkpoint step 3" in lines[0]
+  assert "last good checkpoint is step 2" in lines[0]

@@ -166,3 +166,21 @@ def test_no_usable_checkpoint_is_one_clear_error(tmp_path, omniglot_cache_dir,
   last = done.stderr.strip().splitlines()[-1]
   assert "no usable checkpoint" in last and "step 4" in last, last
   assert "Traceback" not in done.stderr
+
+
+def test_a_failed_file_operation_is_one_line(tmp_path):
+  # E.g. the cache directory removed while a run builds it: the OSError
+  # reaches the binary's handler (metalearn.cli) and prints one line.
+  gone = tmp_path / "cache" / "omniglot.tmp"
+  code = (
+      "import sys\nfrom absl import app\nfrom metalearn import cli\n"
+      "def main():\n"
+      f"  open({str(gone)!r}, 'wb')\n"
+      "app.run(lambda argv: cli.run_main(main), "
+      "argv=sys.argv[:1] + ['--nocompilation_cache'])\n")
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                        text=True, timeout=120, check=False,
+                        env=environment(tmp_path / "jax"))
+  assert proc.returncode == 1, proc.stderr[-3000:]
+  lines = proc.stderr.strip().splitlines()
+  assert lines == [f"-c: No such file or directory: {gone}"], proc.stderr

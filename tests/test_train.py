@@ -1,4 +1,5 @@
-"""train_and_evaluate on the real cached Omniglot, at tiny sizes."""
+"""train_and_evaluate at tiny sizes: on the synthetic dataset (no cache to
+build), and end to end on the real cached Omniglot."""
 
 import json
 import os
@@ -16,6 +17,7 @@ from metalearn import trainer
 
 def tiny(config, cache_dir, **overrides):
   config.cache_dir = str(cache_dir)
+  config.dataset = "synthetic"  # Omniglot-shaped, generated in memory.
   config.n_way, config.k_shot, config.n_query, config.eval_n_query = 3, 1, 2, 2
   config.filters = 4
   config.meta_batch_size = 2
@@ -53,7 +55,8 @@ def read_jsonl(path):
 
 def test_smoke_writes_every_output_and_learns(tmp_path, omniglot_cache_dir):
   config = maml_config(omniglot_cache_dir, meta_steps=40, steps_per_call=10,
-                       eval_every=20, checkpoint_every=20, outer_lr=1e-2)
+                       eval_every=20, checkpoint_every=20, outer_lr=1e-2,
+                       dataset="vinyals")  # the real data, end to end
   summary, _ = train.train_and_evaluate(config, tmp_path)
   for name in ("config.json", "metrics.jsonl", "eval.json"):
     assert (tmp_path / name).is_file(), name
@@ -225,7 +228,7 @@ def test_nan_stops_run_and_keeps_last_checkpoint(tmp_path, omniglot_cache_dir):
   train.train_and_evaluate(good, tmp_path)
   before = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
   bad = maml_config(omniglot_cache_dir, meta_steps=12, outer_lr=1e30,
-                    checkpoint_every=4)
+                    checkpoint_every=4, allow_config_change=True)
   with pytest.raises(FloatingPointError,
                      match="meta-loss became.*checkpoint \\(meta-step 4\\)"):
     train.train_and_evaluate(bad, tmp_path)
