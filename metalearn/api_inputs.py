@@ -4,8 +4,7 @@ A task source is a fixed pool (one :class:`metalearn.Task` with a leading
 task axis), a sampler ``key -> Task`` batch (or ``(key, data) -> Task``), or
 an iterable of Task batches. A model is a :class:`metalearn.models.Model`, a
 flax module, or an apply function with its params. Every check raises a
-ValueError naming the argument. (Where Omniglot's files come from is
-:mod:`metalearn.data.sources`.)
+ValueError naming the argument.
 """
 
 import itertools

@@ -33,7 +33,7 @@ from metalearn import workdir as workdir_lib
 from metalearn.data import registry as datasets
 from metalearn.models import registry as models
 
-BASELINE = "maml"
+REFERENCE = "maml"
 
 
 def config_for(config: ml_collections.ConfigDict,
@@ -241,26 +241,26 @@ def write_report(results, config, output_dir: Path, lines: list[str],
   if not distributed.is_writer():
     return {"algorithms": {r.name: r._asdict() for r in results}}
   names = [r.name for r in results]
-  baseline = BASELINE if BASELINE in names else names[0]
+  reference = REFERENCE if REFERENCE in names else names[0]
   best, reasons = report.recommend(results)
   plots = report.write_plots(results, str(output_dir))
   title = f"Algorithm comparison: {', '.join(names)}"
   (output_dir / "report.md").write_text(report.render_markdown(
-      results, title=title, header=lines, baseline=baseline, plots=plots))
+      results, title=title, header=lines, reference=reference, plots=plots))
   (output_dir / "report.html").write_text(report.render_html(
-      results, title=title, header=lines, baseline=baseline, plots=plots,
+      results, title=title, header=lines, reference=reference, plots=plots,
       image_dir=str(output_dir)))
   summary = {
       "title": title, "config": config.to_dict(), "header": lines,
       "environment": profiling.environment(), "command": command,
-      "isolated": isolate, "wall_s": wall, "baseline": baseline,
+      "isolated": isolate, "wall_s": wall, "reference": reference,
       "algorithms": {r.name: r._asdict() for r in results},
-      "ratios": [r._asdict() for r in report.ratios(results, baseline)],
+      "ratios": [r._asdict() for r in report.ratios(results, reference)],
       "recommendation": {"algorithm": best, "reasons": reasons},
       "plots": plots,
   }
   (output_dir / "results.json").write_text(json.dumps(summary, indent=1))
-  log("\n" + report.console_report(results, baseline=baseline))
+  log("\n" + report.console_report(results, reference=reference))
   log(f"\nWrote {output_dir}/report.md, report.html, results.json, "
       f"{', '.join(plots)}")
   return summary

@@ -53,8 +53,9 @@ def readme_run(tmp_path_factory, omniglot_cache_dir):
 def test_readme_command_writes_every_output(readme_run):
   out, stdout = readme_run
   assert out.parent.name == "compare" and out.parent.parent.name == "runs"
-  for name in ("report.md", "results.json", "training_loss.png",
-               "adaptation_loss.png", "inner_lrs_mamlpp.png",
+  for name in ("report.md", "report.html", "results.json",
+               "training_loss.png", "adaptation_loss.png",
+               "task_accuracy.png", "tradeoff.png", "inner_lrs_mamlpp.png",
                "inner_lrs_mamlpp_first_order.png"):
     assert (out / name).stat().st_size > 0, name
   summary = json.loads((out / "results.json").read_text())
@@ -89,12 +90,11 @@ def test_algorithms_share_tasks_and_initialisation(readme_run):
   assert len({r["train_loss"][-1] for r in records}) > 1
 
 
-def test_compare_and_train_agree_and_reuse_compiled_programs(
-    tmp_path, omniglot_cache_dir):
-  spec = f"--config={CONFIGS / 'cpu_small.py'}:mamlpp"
+def test_compare_and_train_agree_and_reuse_compiled_programs(tmp_path):
+  spec = "--config=cpu_small:mamlpp"  # a preset, by name
   sizes = overrides({**TINY, "inner_steps": 2, "eval_inner_steps": 2,
                      "val_tasks": 4, "eval_every": 2,
-                     "cache_dir": omniglot_cache_dir})
+                     "dataset": "synthetic"})
   env = {"METALEARN_JAX_CACHE_DIR": str(tmp_path / "jax")}
   trained = binary("train.py", spec, *sizes, f"--workdir={tmp_path / 't'}",
                    env=env)
@@ -124,6 +124,10 @@ def test_bad_flag_is_one_line_naming_it(tmp_path):
                 f"--output_dir={tmp_path}")
   assert proc.returncode == 2 and "algorithm 'protonet' is unknown" in (
       proc.stderr)
+  proc = binary("compare.py", "--config=no_such_preset",
+                f"--output_dir={tmp_path}")
+  assert proc.returncode == 2 and "no preset config 'no_such_preset'" in (
+      proc.stderr) and "Traceback" not in proc.stderr
 
 
 def test_compare_config_sizes():

@@ -39,7 +39,8 @@ COLAB = ("https://colab.research.google.com/github/metalearn-dev/metalearn/"
 # Former names of the library's API; the notebooks use the current ones.
 RETIRED = (r"\bnum_steps\b", r"\bnum_iterations\b", r"\biters_per_epoch\b",
            r"\bper_step_bn\s*=", r"\binner_adapt\b", r"metrics\.jsonl",
-           r"experiments\.configs", r"learn_inner_lrs\s*=")
+           r"experiments\.configs", r"learn_inner_lrs\s*=",
+           r"\btrain_and_test\b", r"\breptile_inner\b", r"\bmetalearn\.experiment\b")
 
 
 def cells(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:

@@ -76,7 +76,7 @@ def test_recommend_follows_the_measurements():
 
 
 # Moved from tests/test_compare.py.
-def test_ratios_against_the_baseline():
+def test_ratios_against_the_reference():
   a = result("maml", 0.6, 0.05, 10.0, memory=4000, peak_memory_bytes=100,
              peak_memory_isolated=True, test_task_accuracy=[0.5, 0.7, 0.6])
   b = result("fomaml", 0.7, 0.05, 25.0, memory=1000, peak_memory_bytes=50,
@@ -95,7 +95,7 @@ def test_ratios_against_the_baseline():
   assert "2.50x" in text_ and "75% less" in text_ and "+10.0 pp" in text_
 
 
-def test_ratios_baseline_row_missing_numbers_and_paired_ci():
+def test_ratios_reference_row_missing_numbers_and_paired_ci():
   a = result("maml", 0.6, 0.05, 10.0, test_task_accuracy=[0.5, 0.7, 0.6])
   b = result("fomaml", 0.6, 0.05, None, test_task_accuracy=[0.6, 0.6, 0.6])
   # d = [-0.1, 0.1, 0]: std = 0.1 sqrt(2/3).
@@ -104,10 +104,10 @@ def test_ratios_baseline_row_missing_numbers_and_paired_ci():
       expected)
   assert report.paired_ci95([0.6], [0.5]) is None
   assert report.paired_ci95([0.6, 0.5], [0.5]) is None
-  # The baseline absent: the first record is the baseline.
-  rows = report.ratios([b, a], baseline="anil")
+  # The reference absent: the first record is the reference.
+  rows = report.ratios([b, a], reference="anil")
   assert rows[0].name == "fomaml" and rows[0].speedup is None
-  assert rows[1].speedup is None  # the baseline has no throughput
+  assert rows[1].speedup is None  # the reference has no throughput
   assert rows[1].accuracy_diff_ci95 == pytest.approx(expected)
   assert report.ratios([]) == []
 
@@ -261,7 +261,7 @@ def test_render_markdown_has_the_right_rows_and_sections():
   # 0.80 ± 0.02 vs 0.78 ± 0.02 overlap: fomaml is 3x faster.
   assert "## Recommendation\n\n**fomaml**\n" in md
   assert "- a note" in md and "![training_loss.png](training_loss.png)" in md
-  # Ratios against the baseline come before the recommendation.
+  # Ratios against the reference come before the recommendation.
   assert md.index("## Against maml") < md.index("## Recommendation")
 
 

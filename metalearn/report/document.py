@@ -48,19 +48,19 @@ class Section(NamedTuple):
   blocks: list
 
 
-def sections(results: Sequence, *, baseline: str = "maml",
+def sections(results: Sequence, *, reference: str = "maml",
              plots: Sequence[str] = (),
              notes: Sequence[str] = ()) -> list[Section]:
   """What the report says after its header, section by section.
 
   Args:
     results: records or dicts (failed ones get an error row).
-    baseline: the algorithm the ratios are against (the first if absent).
+    reference: the algorithm the ratios are against (the first if absent).
     plots: PNG file names beside the report, in order.
     notes: lines for a closing ``Notes`` section.
 
   Returns:
-    Algorithms, Results, Ours vs the write-up, Against the baseline,
+    Algorithms, Results, Ours vs the write-up, Against the reference,
     Adaptation, Recommendation, then Notes and Plots when given.
   """
   results = [as_result(r) for r in results]
@@ -70,7 +70,7 @@ def sections(results: Sequence, *, baseline: str = "maml",
          Section("Ours vs the write-up (its own GPU and protocol)",
                  [writeup.CAPTION, Table(*writeup.writeup_rows(results))])]
   if results:
-    base = tables.baseline_of(results, baseline)
+    base = tables.reference_of(results, reference)
     out.append(Section(f"Against {base}", [Table(*tables.ratio_rows(
         tables.ratios(results, base), base))]))
   head, rows = tables.step_loss_rows(results)
@@ -111,12 +111,12 @@ def to_markdown(title: str, header: Sequence[str],
 
 
 def render_markdown(results: Sequence, *, title: str,
-                    header: Sequence[str] = (), baseline: str = "maml",
+                    header: Sequence[str] = (), reference: str = "maml",
                     plots: Sequence[str] = (),
                     notes: Sequence[str] = ()) -> str:
   """The whole ``report.md``: setting, algorithms, tables, recommendation."""
   return to_markdown(title, header, sections(
-      results, baseline=baseline, plots=plots, notes=notes))
+      results, reference=reference, plots=plots, notes=notes))
 
 
 _CSS = """
@@ -186,14 +186,14 @@ def to_html(title: str, header: Sequence[str], body: Sequence[Section],
 
 
 def render_html(results: Sequence, *, title: str, image_dir: str,
-                header: Sequence[str] = (), baseline: str = "maml",
+                header: Sequence[str] = (), reference: str = "maml",
                 plots: Sequence[str] = (),
                 notes: Sequence[str] = (),
                 images: Optional[dict] = None) -> str:
   """The whole ``report.html``: what ``report.md`` says, pictures inline.
 
   Args:
-    results, title, header, baseline, plots, notes: as for
+    results, title, header, reference, plots, notes: as for
       :func:`render_markdown`.
     image_dir: where the ``plots`` PNGs are (read unless in ``images``).
     images: ``{file name: PNG bytes}`` already at hand.
@@ -207,4 +207,4 @@ def render_html(results: Sequence, *, title: str, image_dir: str,
       with open(os.path.join(image_dir, p), "rb") as f:
         images[p] = f.read()
   return to_html(title, header, sections(
-      results, baseline=baseline, plots=plots, notes=notes), images)
+      results, reference=reference, plots=plots, notes=notes), images)

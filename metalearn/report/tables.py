@@ -1,4 +1,4 @@
-"""Pure numbers and text: ratios against a baseline, a recommendation from
+"""Pure numbers and text: ratios against a reference, a recommendation from
 the measured numbers, the console and markdown tables (``report.md`` and
 ``report.html`` are put together in :mod:`metalearn.report.document`).
 
@@ -22,15 +22,15 @@ from metalearn.report.records import summary
 
 
 class Ratio(NamedTuple):
-  """One algorithm against the baseline (``None`` where not measured).
+  """One algorithm against the reference (``None`` where not measured).
 
   Attributes:
     name: the algorithm.
-    speedup: its tasks/s over the baseline's.
-    xla_memory_ratio: its XLA scratch bytes over the baseline's.
-    peak_memory_ratio: its runtime peak over the baseline's (only when both
+    speedup: its tasks/s over the reference's.
+    xla_memory_ratio: its XLA scratch bytes over the reference's.
+    peak_memory_ratio: its runtime peak over the reference's (only when both
       ran in their own process: a shared process's peak is cumulative).
-    accuracy_diff: its test accuracy minus the baseline's.
+    accuracy_diff: its test accuracy minus the reference's.
     accuracy_diff_ci95: 95% CI half-width of that difference, paired over
       the same test tasks (1.96 std(per-task difference) / sqrt(n)).
   """
@@ -55,12 +55,12 @@ def paired_ci95(a: Optional[Sequence[float]],
   return float(1.96 * np.std(d) / math.sqrt(len(d)))
 
 
-def ratios(results: Sequence, baseline: str = "maml") -> list[Ratio]:
-  """Every algorithm against ``baseline`` (the first record if absent)."""
+def ratios(results: Sequence, reference: str = "maml") -> list[Ratio]:
+  """Every algorithm against ``reference`` (the first record if absent)."""
   results = [as_result(r) for r in results]
   if not results:
     return []
-  base = next((r for r in results if r.name == baseline), results[0])
+  base = next((r for r in results if r.name == reference), results[0])
   out = []
   for r in results:
     diff = diff_ci = None
@@ -219,10 +219,10 @@ def _memory(x: Optional[float]) -> str:
                           f"{-change}% more" if change < 0 else "same") + ")"
 
 
-def _ratio_cells(r: Ratio, baseline: str) -> list[str]:
-  if r.name == baseline:
+def _ratio_cells(r: Ratio, reference: str) -> list[str]:
+  if r.name == reference:
     return [r.name, "1.00x", "1.00x",
-            "1.00x" if finite(r.peak_memory_ratio) else text.NA, "baseline"]
+            "1.00x" if finite(r.peak_memory_ratio) else text.NA, "reference"]
   diff = text.NA if not finite(r.accuracy_diff) else (
       f"{100 * r.accuracy_diff:+.1f} pp" + (
           f" ± {100 * r.accuracy_diff_ci95:.1f}"
@@ -232,19 +232,19 @@ def _ratio_cells(r: Ratio, baseline: str) -> list[str]:
 
 
 def ratio_rows(rows: Sequence[Ratio],
-               baseline: str) -> tuple[list[str], list[list[str]]]:
+               reference: str) -> tuple[list[str], list[list[str]]]:
   """Header and cells of :func:`ratio_table`."""
-  head = ["algorithm", f"speed-up vs {baseline}",
-          f"XLA scratch vs {baseline}",
-          f"peak memory vs {baseline} (own process)",
-          f"accuracy vs {baseline} (paired 95% CI)"]
-  return head, [_ratio_cells(r, baseline) for r in rows]
+  head = ["algorithm", f"speed-up vs {reference}",
+          f"XLA scratch vs {reference}",
+          f"peak memory vs {reference} (own process)",
+          f"accuracy vs {reference} (paired 95% CI)"]
+  return head, [_ratio_cells(r, reference) for r in rows]
 
 
-def ratio_table(rows: Sequence[Ratio], baseline: str, *,
+def ratio_table(rows: Sequence[Ratio], reference: str, *,
                 markdown: bool = False) -> str:
-  """:func:`ratios` as a table: speed-up, memory and accuracy vs baseline."""
-  return text.table(*ratio_rows(rows, baseline), markdown=markdown)
+  """:func:`ratios` as a table: speed-up, memory and accuracy vs reference."""
+  return text.table(*ratio_rows(rows, reference), markdown=markdown)
 
 
 def step_loss_rows(results: Sequence) -> tuple[list[str], list[list[str]]]:
@@ -279,21 +279,21 @@ def explanations(results: Sequence) -> list[str]:
   return [f"{n} ({label(n)}): {summary(n)}" for n in names]
 
 
-def baseline_of(results: Sequence[AlgorithmResult], baseline: str) -> str:
-  """``baseline`` if it ran, else the first record's name."""
-  return next((r.name for r in results if r.name == baseline),
-              results[0].name if results else baseline)
+def reference_of(results: Sequence[AlgorithmResult], reference: str) -> str:
+  """``reference`` if it ran, else the first record's name."""
+  return next((r.name for r in results if r.name == reference),
+              results[0].name if results else reference)
 
 
-def console_report(results: Sequence, *, baseline: str = "maml") -> str:
+def console_report(results: Sequence, *, reference: str = "maml") -> str:
   """Everything the console shows after a comparison, as one string.
 
   The per-algorithm table, ours vs the write-up, the ratios against
-  ``baseline``, the per-step test loss and the recommendation.
+  ``reference``, the per-step test loss and the recommendation.
   """
   results = [as_result(r) for r in results]
   name, reasons = recommend(results)
-  base = baseline_of(results, baseline)
+  base = reference_of(results, reference)
   parts = ["Algorithms:"] + [f"  {line}" for line in explanations(results)]
   parts += ["", console_table(results), "",
             "Ours vs the write-up (the write-up's own GPU and protocol):",
