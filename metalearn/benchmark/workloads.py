@@ -20,6 +20,7 @@ import numpy as np
 from metalearn import algorithms as algorithm_table
 from metalearn import configs
 from metalearn import core
+from metalearn import rules
 from metalearn import schedules
 from metalearn.benchmark.plain import Problem
 from metalearn.data import episodes
@@ -222,7 +223,7 @@ def make_problem(w: Workload, seed: int = 0, conv_impl: str = "auto", *,
       ``block_remat`` with conv-4.
   """
   alg = algorithm_table.get(w.algorithm)
-  if getattr(alg, "outer", "meta_gradient") != "meta_gradient":
+  if alg.outer != rules.META_GRADIENT:
     raise ValueError(f"algorithm {w.algorithm!r}: the benchmark times "
                      "meta-gradient algorithms only.")
   n = w.inner_steps
