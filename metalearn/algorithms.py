@@ -6,8 +6,10 @@ below switches one thing on the shared inner loop (:mod:`metalearn.core`)
 and meta-step (:mod:`metalearn.step`); ``docs/algorithms.md`` tabulates them.
 """
 
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
+from metalearn import imaml
+from metalearn import proto
 from metalearn import reptile
 from metalearn import rules
 
@@ -34,12 +36,25 @@ class Algorithm(NamedTuple):
       the body runs once per task and gets no inner gradient.
     outer: what the outer optimizer follows, a
       :class:`metalearn.rules.OuterRule`: the meta-gradient (the gradient
-      of the query loss after adaptation) or Reptile's move of the
-      initialisation towards the adapted weights (Nichol et al. 2018).
+      of the query loss after adaptation), Reptile's move of the
+      initialisation towards the adapted weights (Nichol et al. 2018) or
+      iMAML's implicit gradient (:mod:`metalearn.imaml`).
     defaults: config fields the algorithm's own protocol sets, ``((field,
       value), ...)``; :func:`metalearn.configs.for_algorithm` applies them,
       so a config and ``train_maml`` of the same name train the same thing
       (Reptile: inner Adam with ``beta1 = 0``, outer SGD on the move).
+    inner: ``inner(update, config) -> update``: what the algorithm makes of
+      the config's inner update (``inner_optimizer``), or ``None`` to use
+      it as it is: Proto-MAML starts it from the prototype head
+      (:func:`metalearn.proto.prototype_init`), ProtoNet replaces it with
+      the prototype classifier (:data:`metalearn.proto.PROTONET`), iMAML
+      with proximal SGD (:func:`metalearn.imaml.proximal_sgd`).
+    prototypes: the inner update reads the body's features, so it is handed
+      the model's body/head split whatever ``fast_head`` says (the model
+      needs ``body`` and ``head``; the loss must be cross-entropy).
+    configure_outer: ``configure_outer(config) -> OuterRule``: ``outer``
+      with its hyperparameters read from the config (iMAML's
+      ``imaml_lambda`` and ``imaml_cg_steps``), or ``None``: ``outer``.
   """
   name: str
   label: str
@@ -53,6 +68,22 @@ class Algorithm(NamedTuple):
   head_only: bool = False
   outer: rules.OuterRule = rules.META_GRADIENT
   defaults: tuple[tuple[str, Any], ...] = ()
+  inner: Optional[Callable[[rules.InnerUpdate, Any],
+                            rules.InnerUpdate]] = None
+  prototypes: bool = False
+  configure_outer: Optional[Callable[[Any], rules.OuterRule]] = None
+
+  def inner_update(self, config) -> rules.InnerUpdate:
+    """How each task adapts under ``config``, in training and at test time:
+    the config's ``inner_optimizer``, as the algorithm's ``inner`` makes
+    it."""
+    update = rules.INNER_UPDATES[config.inner_optimizer](config)
+    return update if self.inner is None else self.inner(update, config)
+
+  def outer_rule(self, config) -> rules.OuterRule:
+    """The outer rule this algorithm follows under ``config``."""
+    return (self.outer if self.configure_outer is None
+            else self.configure_outer(config))
 
   @property
   def plus_plus(self) -> bool:
@@ -93,6 +124,25 @@ ALGORITHMS = {a.name: a for a in (
               defaults=(("inner_optimizer", "adam"), ("inner_adam_lr", 1e-3),
                         ("outer_optimizer", "sgd"), ("outer_lr", 1.0),
                         ("lr_schedule", "linear"), ("outer_lr_min", 0.0))),
+    Algorithm("protonet", "ProtoNet",
+              "no inner loop: queries are scored by their squared distance "
+              "to the class means of the support embeddings (Snell et al. "
+              "2017)",
+              inner=proto.protonet_inner, prototypes=True,
+              defaults=(("inner_steps", 1), ("eval_inner_steps", 1))),
+    Algorithm("protomaml", "Proto-MAML",
+              "MAML whose head starts each task from the class prototypes "
+              "of the support embeddings (Triantafillou et al. 2020)",
+              inner=proto.protomaml_inner, prototypes=True),
+    Algorithm("imaml", "iMAML",
+              "implicit meta-gradient: a proximal inner loop, and the "
+              "query gradient solved through (I + H/lambda) by conjugate "
+              "gradients (Rajeswaran et al. 2019)",
+              outer=imaml.IMAML, inner=imaml.inner_from_config,
+              configure_outer=imaml.from_config,
+              # A scan over the inner steps: XLA on CPU keeps every step of
+              # an unrolled loop alive, so only the scan's memory is flat.
+              defaults=(("unroll", False),)),
 )}
 # The algorithms the comparison runs by default: the write-up's three and
 # first-order MAML++.

@@ -5,9 +5,10 @@ registry, :mod:`metalearn.data.registry`) and builds the model of
 ``config.model`` (the model registry, :mod:`metalearn.models.registry`),
 the outer optimizer, fixed task sets and phase plan; :func:`step_builder`
 turns it into jitted meta-steps; :func:`evaluate_meta` scores
-meta-parameters on a task set. :mod:`metalearn.train` runs the loop on top
-of these, and :func:`metalearn.train_maml` builds its run from the same
-functions, so a config and the keywords that say the same train the same.
+meta-parameters on a task set, :func:`evaluate_ensemble` several together.
+:mod:`metalearn.train` runs the loop on top of these, and
+:func:`metalearn.train_maml` builds its run from the same functions, so a
+config and the keywords that say the same train the same.
 """
 
 from typing import Any, NamedTuple, Optional
@@ -20,6 +21,7 @@ import optax
 from metalearn import algorithms
 from metalearn import core
 from metalearn import distributed
+from metalearn import ensemble as ensemble_lib
 from metalearn import evaluate as evaluate_lib
 from metalearn import inner_lrs as inner_lrs_lib
 from metalearn import objectives
@@ -29,6 +31,7 @@ from metalearn import schedules
 from metalearn import sharding
 from metalearn import step as step_lib
 from metalearn import trainer
+from metalearn.data import augment
 from metalearn.data import registry as datasets
 from metalearn.models import Model
 from metalearn.models import registry as models
@@ -101,9 +104,15 @@ def build_inner_lrs(config: ml_collections.ConfigDict, params: PyTree
 
 
 def inner_update(config: ml_collections.ConfigDict) -> rules.InnerUpdate:
-  """How each task adapts (``config.inner_optimizer``), in training and at
-  test time alike."""
-  return rules.INNER_UPDATES[config.inner_optimizer](config)
+  """How each task adapts (``config.inner_optimizer``, as the algorithm
+  makes it), in training and at test time alike."""
+  return algorithms.get(config.algorithm).inner_update(config)
+
+
+def outer_rule(config: ml_collections.ConfigDict) -> rules.OuterRule:
+  """What the outer optimizer follows: the algorithm's rule, with its
+  hyperparameters from the config."""
+  return algorithms.get(config.algorithm).outer_rule(config)
 
 
 def _outer_lr(config: ml_collections.ConfigDict):
@@ -150,7 +159,9 @@ class Experiment(NamedTuple):
 
 
 def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
-  """Loads the data and builds model, optimizer and fixed task sets."""
+  """Loads the data and builds model, optimizer and fixed task sets
+  (``config.augment`` is checked first: it never touches these sets)."""
+  augment.check(config)
   parts = datasets.get(config.dataset).load(config)
   return Experiment(build_model(config), build_optimizer(config),
                     parts.train_data, parts.val_tasks, parts.test_tasks,
@@ -159,10 +170,12 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
 
 def body_head(config: ml_collections.ConfigDict,
               model: Model) -> Optional[core.BodyHead]:
-  """The model split when only the head adapts and ``config.fast_head``:
-  ANIL's body then runs once per task, not once per inner step."""
-  if (algorithms.get(config.algorithm).head_only and config.fast_head
-      and model.body is not None and not model.step_aware):
+  """The model split when only the head adapts and ``config.fast_head``
+  (ANIL's body then runs once per task, not once per inner step), or when
+  the algorithm's inner update reads the body's features (prototypes)."""
+  algorithm = algorithms.get(config.algorithm)
+  if ((algorithm.head_only and config.fast_head) or algorithm.prototypes) and (
+      model.body is not None and not model.step_aware):
     return core.BodyHead(model.body, model.head)
   return None
 
@@ -189,7 +202,7 @@ def meta_step_builder(config: ml_collections.ConfigDict, model: Model,
         unroll=config.unroll, batching=config.batching, steps_per_call=count,
         task_sharding=task_sharding,
         objective=objective_ or objective(config),
-        body_head=body_head(config, model), outer=algorithm.outer,
+        body_head=body_head(config, model), outer=outer_rule(config),
         inner=inner_update(config))
   return build
 
@@ -210,7 +223,8 @@ def step_builder(config: ml_collections.ConfigDict, exp: Experiment,
   With ``mesh`` (:func:`metalearn.distributed.training_mesh`) the task batch
   is split over its devices. Fresh episodes are drawn by global task index
   (:func:`metalearn.distributed.tasks_by_index`), so the tasks do not depend
-  on how many devices or processes share them.
+  on how many devices or processes share them. ``config.augment`` then
+  transforms them (:mod:`metalearn.data.augment`); evaluation tasks never.
   """
   split = None if mesh is None else sharding.task_sharding(mesh)
   dataset = datasets.get(config.dataset)
@@ -220,17 +234,34 @@ def step_builder(config: ml_collections.ConfigDict, exp: Experiment,
     single.meta_batch_size = 1
     task_fn = distributed.tasks_by_index(dataset.task_fn(single),
                                          config.meta_batch_size, split)
+  task_fn = augment.wrap(config, task_fn)  # Training tasks only.
   return meta_step_builder(config, exp.model, exp.optimizer, task_fn,
                            task_sharding=split)
+
+
+def _eval_options(config: ml_collections.ConfigDict, exp: Experiment
+                 ) -> dict:
+  """The evaluation keywords of ``config`` (one place for both below)."""
+  return dict(
+      inner_steps=config.eval_inner_steps, step_aware=exp.model.step_aware,
+      batching=config.batching, chunk_size=config.eval_chunk_size,
+      objective=objective(config), body_head=body_head(config, exp.model),
+      inner=inner_update(config))
 
 
 def evaluate_meta(config: ml_collections.ConfigDict, exp: Experiment, meta,
                   tasks: Task) -> evaluate_lib.EvalResult:
   """Adapts ``meta`` to ``tasks`` with ``config.eval_inner_steps`` steps of
   the config's inner update."""
-  return evaluate_lib.evaluate(
-      exp.model.apply, meta.params, meta.inner_lrs, tasks,
-      inner_steps=config.eval_inner_steps, step_aware=exp.model.step_aware,
-      batching=config.batching, chunk_size=config.eval_chunk_size,
-      objective=objective(config), body_head=body_head(config, exp.model),
-      inner=inner_update(config))
+  return evaluate_lib.evaluate(exp.model.apply, meta.params, meta.inner_lrs,
+                               tasks, **_eval_options(config, exp))
+
+
+def evaluate_ensemble(config: ml_collections.ConfigDict, exp: Experiment,
+                      metas, tasks: Task, steps=()
+                     ) -> ensemble_lib.EnsembleResult:
+  """Adapts each of ``metas`` to ``tasks`` as :func:`evaluate_meta` does
+  and scores their averaged prediction (:mod:`metalearn.ensemble`)."""
+  return ensemble_lib.evaluate_ensemble(exp.model.apply, metas, tasks,
+                                        steps=steps,
+                                        **_eval_options(config, exp))

@@ -1,7 +1,9 @@
 """Orbax checkpoints of the meta-training state that verify themselves.
 
 ``workdir/checkpoints`` holds the latest states (resume), ``workdir/best`` the
-state with the highest validation accuracy (evaluation). Each step directory
+``best_k`` states with the highest validation accuracy (evaluation; more
+than one for a test-time ensemble, :mod:`metalearn.ensemble`: orbax removes
+the lower-scoring ones beyond ``best_k`` at each save). Each step directory
 holds two orbax items: ``state`` (the :class:`MetaState`) and ``checksums``
 (JSON: the sha256, dtype and shape of every array leaf, computed on the host
 at save time). Orbax writes both into one temporary directory and publishes
@@ -26,7 +28,9 @@ What is guaranteed:
   the newest on disk).
 * :meth:`Checkpointer.restore_best` returns ``None`` (and moves the damaged
   steps aside) when no best checkpoint is usable; callers then evaluate the
-  final state instead.
+  final state instead. :meth:`Checkpointer.restore_best_k` returns the
+  usable ones of the kept best steps, highest score first; a damaged one is
+  logged, moved aside and left out.
 
 A state is written only after its loss was checked finite, so a run that dies
 on a NaN leaves the last good checkpoint intact.
@@ -221,15 +225,16 @@ def _remove_partial(manager: ocp.CheckpointManager) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _managers(workdir: Path, keep: int):
-  """Orbax managers of the latest steps and of the best step."""
+def _managers(workdir: Path, keep: int, best_k: int):
+  """Orbax managers of the latest steps and of the best steps."""
   latest = ocp.CheckpointManager(
       workdir / "checkpoints",
       options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
   best = ocp.CheckpointManager(
       workdir / "best",
       options=ocp.CheckpointManagerOptions(
-          max_to_keep=1, create=True, best_fn=lambda m: m["val_accuracy"],
+          max_to_keep=best_k, create=True,
+          best_fn=lambda m: m["val_accuracy"],
           best_mode="max"))
   return latest, best
 
@@ -241,15 +246,20 @@ class Checkpointer:
     workdir: the run directory; ``checkpoints/``, ``best/`` and, after a
       damaged step was skipped, ``unusable/`` live under it.
     keep: how many latest steps to keep (older ones are the fallback).
+    best_k: how many best steps to keep (by validation score; ties go to
+      the newer step). A Checkpointer that only restores may keep the
+      default: steps are removed only when one is saved.
   """
 
-  def __init__(self, workdir: str | Path, *, keep: int = 2):
+  def __init__(self, workdir: str | Path, *, keep: int = 2, best_k: int = 1):
+    if isinstance(best_k, bool) or not isinstance(best_k, int) or best_k < 1:
+      raise ValueError(f"best_k must be an integer >= 1, got {best_k!r}.")
     workdir = Path(workdir).absolute()
     self._unusable = workdir / "unusable"
     orbax_noise.drop_save_errors_from_now_on()
     orbax_noise.drop_loop_noise_from_now_on()
     try:
-      self._latest, self._best = _managers(workdir, keep)
+      self._latest, self._best = _managers(workdir, keep, best_k)
     except OSError as e:
       raise CheckpointWriteError(
           f"{orbax_noise.write_failure(e) or e.strerror or e} while creating "
@@ -296,15 +306,42 @@ class Checkpointer:
     are logged (one line each) and moved aside; ``None`` means no usable
     best checkpoint, so the caller should use its final state.
     """
+    best = self.restore_best_k(template, 1)
+    return best[0][1] if best else None
+
+  def best_steps(self) -> list[int]:
+    """The steps in ``best/``, verified or not, highest score first (ties:
+    the newer step first)."""
     with orbax_noise.quiet():
-      steps = sorted(self._best.all_steps(), reverse=True,
-                     key=lambda s: (self._accuracy(s), s))
-      if not steps:
-        return None
-      step, state, bad = _first_usable(self._best, steps, template,
-                                       "best checkpoint")
+      return sorted(self._best.all_steps(), reverse=True,
+                    key=lambda s: (self._accuracy(s), s))
+
+  def restore_best_k(self, template: MetaState,
+                     k: int) -> list[tuple[int, MetaState]]:
+    """Up to ``k`` verified best states, highest validation score first.
+
+    As :meth:`restore_best`, steps are tried from the highest score down;
+    each damaged one is logged (one line), moved aside and skipped, so
+    fewer than ``k`` come back when fewer are kept or usable.
+
+    Returns:
+      ``[(step, state), ...]``, empty when no best checkpoint is usable.
+    """
+    steps = self.best_steps()
+    if not steps:
+      return []
+    found, bad = [], []
+    with orbax_noise.quiet():
+      while steps and len(found) < k:
+        step, state, skipped = _first_usable(self._best, steps, template,
+                                             "best checkpoint")
+        bad += skipped
+        if step is None:
+          break
+        found.append((step, state))
+        steps = steps[steps.index(step) + 1:]
     _set_aside(self._best, bad, self._unusable / "best")
-    return state if step is not None else None
+    return found
 
   def _accuracy(self, step: int) -> float:
     try:
@@ -325,7 +362,8 @@ class Checkpointer:
       self._save(self._latest, step, args=_save_args(state))
 
   def save_best(self, step: int, state: MetaState, val_accuracy: float) -> None:
-    """Saves ``state`` as a best candidate; orbax keeps the best one."""
+    """Saves ``state`` as a best candidate; orbax keeps the ``best_k`` best
+    (a candidate below them is removed again)."""
     if step not in self._best.all_steps():
       self._save(self._best, step, args=_save_args(state),
                  metrics={"val_accuracy": float(val_accuracy)})

@@ -15,6 +15,7 @@ from metalearn import algorithms
 from metalearn import objectives
 from metalearn import plugins
 from metalearn import rules
+from metalearn.data import augment
 from metalearn.data import registry as datasets
 from metalearn.models import registry as models
 from metalearn.models.conv4 import CONV_IMPLS
@@ -58,7 +59,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for field in ("n_way", "k_shot", "n_query", "eval_n_query", "inner_steps",
                 "eval_inner_steps", "meta_batch_size", "meta_steps",
                 "steps_per_call", "steps_per_epoch", "test_tasks",
-                "eval_chunk_size"):
+                "eval_chunk_size", "ensemble_top_k"):
     _int_at_least(config, field, 1)
   if config.n_way < 2 and config.loss == "cross_entropy":
     raise _fail("n_way", config.n_way, "must be an integer >= 2")
@@ -81,6 +82,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       raise _fail("outer_lr_min", config.outer_lr_min,
                   f"must be in (0, outer_lr={config.outer_lr}]")
   dataset.check(config)
+  augment.check(config)
+  _positive(config, "imaml_lambda")
+  _int_at_least(config, "imaml_cg_steps", 1)
   if config.train_pool and config.train_pool < config.meta_batch_size:
     raise _fail("train_pool", config.train_pool,
                 f"must be 0 (fresh tasks) or >= meta_batch_size="

@@ -2,7 +2,7 @@
 
 import functools
 import math
-from typing import NamedTuple, Optional
+from typing import Iterator, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -94,6 +94,45 @@ def _initial_metrics(apply_fn, params, tasks, *, step_aware, batching,
   return jax.vmap(score)(tasks)
 
 
+def ci95(values: np.ndarray) -> float:
+  """Half-width of the 95% confidence interval of the mean of ``values``
+  [n]: 1.96 std / sqrt(n)."""
+  return 1.96 * float(np.std(values)) / math.sqrt(len(values))
+
+
+def check_options(inner_steps: int, batching: str) -> None:
+  """ValueError naming ``inner_steps`` (< 1) or ``batching`` (unknown)."""
+  if inner_steps < 1:
+    raise ValueError(f"inner_steps (test inner steps) must be >= 1, got "
+                     f"{inner_steps}.")
+  if batching not in ("vmap", "map"):
+    raise ValueError(f"batching must be 'vmap' or 'map', got {batching!r}.")
+
+
+def task_chunks(tasks: Task, chunk_size: int) -> Iterator[tuple[Task, int]]:
+  """``tasks`` in chunks of one shape, so each compiled call compiles once.
+
+  Args:
+    tasks: a task set with a leading [num_tasks] axis.
+    chunk_size: tasks per chunk; the last chunk is padded with copies of
+      its first task.
+
+  Yields:
+    ``(chunk, n)``: a task set with a leading [min(chunk_size, num_tasks)]
+    axis, of which the first ``n`` tasks are real.
+  """
+  num_tasks = int(tasks.support_y.shape[0])
+  chunk = max(1, min(chunk_size, num_tasks))
+  for start in range(0, num_tasks, chunk):
+    part = jax.tree.map(lambda x: x[start:start + chunk], tasks)
+    n = int(part.support_y.shape[0])
+    if n < chunk:
+      part = jax.tree.map(
+          lambda x: jnp.concatenate(
+              [x, jnp.repeat(x[:1], chunk - n, axis=0)]), part)
+    yield part, n
+
+
 def evaluate(apply_fn: ApplyFn,
              params: PyTree,
              inner_lrs: PyTree,
@@ -128,22 +167,11 @@ def evaluate(apply_fn: ApplyFn,
   Returns:
     An :class:`EvalResult`.
   """
-  if inner_steps < 1:
-    raise ValueError(f"inner_steps (test inner steps) must be >= 1, got "
-                     f"{inner_steps}.")
-  if batching not in ("vmap", "map"):
-    raise ValueError(f"batching must be 'vmap' or 'map', got {batching!r}.")
+  check_options(inner_steps, batching)
   lrs = inner_lrs_lib.extend_inner_lrs(inner_lrs, inner_steps)
   num_tasks = int(tasks.support_y.shape[0])
-  chunk = max(1, min(chunk_size, num_tasks))
   losses, accs, initial = [], [], []
-  for start in range(0, num_tasks, chunk):
-    part = jax.tree.map(lambda x: x[start:start + chunk], tasks)
-    n = int(part.support_y.shape[0])
-    if n < chunk:  # pad with copies of the first task; dropped below.
-      part = jax.tree.map(
-          lambda x: jnp.concatenate(
-              [x, jnp.repeat(x[:1], chunk - n, axis=0)]), part)
+  for part, n in task_chunks(tasks, chunk_size):
     metrics = _chunk_metrics(apply_fn, params, lrs, part,
                              step_aware=step_aware, batching=batching,
                              objective=objective, body_head=body_head,
@@ -155,18 +183,17 @@ def evaluate(apply_fn: ApplyFn,
         apply_fn, params, part, step_aware=step_aware, batching=batching,
         objective=objective)))
   loss = np.concatenate(losses)
-  ci = lambda x: 1.96 * float(np.std(x)) / math.sqrt(num_tasks)
   acc = np.concatenate(accs) if accs else None
   final = None if acc is None else acc[:, -1]
   return EvalResult(
       accuracy=None if acc is None else float(np.mean(final)),
-      ci95=None if acc is None else ci(final),
+      ci95=None if acc is None else ci95(final),
       std=None if acc is None else float(np.std(final)),
       loss=float(np.mean(loss[:, -1])),
       step_accuracy=None if acc is None else acc.mean(axis=0),
       step_loss=loss.mean(axis=0), task_accuracy=final, task_step_loss=loss,
       num_tasks=num_tasks, inner_steps=inner_steps,
-      loss_ci95=ci(loss[:, -1]),
+      loss_ci95=ci95(loss[:, -1]),
       task_initial_loss=np.concatenate([l for l, _ in initial]),
       task_initial_accuracy=None if acc is None else np.concatenate(
           [a for _, a in initial]),

@@ -37,19 +37,23 @@ ALLOW = "allow_config_change"
 
 TRAINING_FIELDS = frozenset({
     # What is learned, and from what.
-    "algorithm", "plugins", "dataset", "rotate", "n_way", "k_shot",
-    "n_query", "train_pool", "seed",
+    "algorithm", "plugins", "dataset", "rotate", "augment", "n_way",
+    "k_shot", "n_query", "train_pool", "seed",
+    "image_size", "channels", "split_fractions", "tfds_name",
     # The model and its loss.
     "model", "filters", "num_blocks", "widths", "hidden", "activation",
     "loss", "adapt_norm", "frozen", "compute_dtype",
     # Inner loop.
     "inner_steps", "inner_lr", "inner_optimizer", "inner_adam_lr",
     "reptile_inner", "reptile_adam_lr", "msl_epochs", "first_order_epochs",
+    "imaml_lambda", "imaml_cg_steps",
     # Outer loop.
     "meta_batch_size", "steps_per_epoch", "outer_optimizer", "outer_lr",
     "lr_schedule", "outer_lr_min",
-    # Validation picks the best checkpoint; evaluation protocol.
-    "val_tasks", "eval_n_query", "eval_inner_steps",
+    # Validation picks the best checkpoint(s); evaluation protocol. A
+    # changed ensemble_top_k would mix top-k lists (checkpoints beyond the
+    # old k are already gone).
+    "val_tasks", "eval_n_query", "eval_inner_steps", "ensemble_top_k",
 })
 
 RUNTIME_FIELDS = frozenset({

@@ -19,7 +19,7 @@ one rule module. The values are hashable (their hyperparameters are data),
 so equal rules share compiled programs.
 """
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -141,10 +141,18 @@ class Problem(NamedTuple):
     adapt_batch: ``adapt_batch(params, inner_lrs, tasks) -> (adapted [T,
       ...], StepMetrics [T, inner_steps])``: every task adapted, query
       metrics after every step.
+    outputs: ``outputs(params, x [B, ...]) -> [B, ...]``, the model (a
+      step-aware one at inner step 0), for a rule that differentiates the
+      losses itself (:mod:`metalearn.imaml`).
+    objective: the loss of both loops and the metric.
+    batching: ``vmap`` or ``map`` over the tasks of a batch.
   """
   split: Callable[[PyTree], tuple[PyTree, PyTree]]
   meta_loss: Callable[..., tuple[Array, StepMetrics]]
   adapt_batch: Callable[..., tuple[PyTree, StepMetrics]]
+  outputs: Optional[Callable[[PyTree, Array], Array]] = None
+  objective: Objective = CLASSIFICATION
+  batching: str = "vmap"
 
 
 def make_problem(apply_fn: ApplyFn, split: Callable[[PyTree], tuple], *,
@@ -170,7 +178,13 @@ def make_problem(apply_fn: ApplyFn, split: Callable[[PyTree], tuple], *,
     if batching == "vmap":
       return jax.vmap(run)(tasks)
     return jax.lax.map(run, tasks)
-  return Problem(split, meta_loss, adapt_batch)
+
+  def outputs(params, x):
+    if options.get("step_aware", False):
+      return apply_fn(params, x, jnp.int32(0))
+    return apply_fn(params, x)
+  return Problem(split, meta_loss, adapt_batch, outputs,
+                 options.get("objective", CLASSIFICATION), batching)
 
 
 class OuterRule(NamedTuple):

@@ -9,7 +9,14 @@ uses it (:mod:`metalearn.workdir`) and a resume with other training fields
 is refused (:mod:`metalearn.fingerprint`). Outputs in ``workdir``:
 ``config.json``, ``starts.jsonl`` (every start's config), ``metrics.jsonl``
 (training and validation rows), ``checkpoints/`` (latest), ``best/`` (best
-by validation accuracy), ``eval.json``.
+by validation accuracy; the ``ensemble_top_k`` best), ``eval.json``.
+
+``eval.json``'s ``test`` is the best checkpoint's test result (the final
+state's when there is none). With ``config.ensemble_top_k > 1`` its
+``test_ensemble`` is the ensemble of the kept best checkpoints
+(:mod:`metalearn.ensemble`: accuracy, ci95, std, num_tasks, k and the
+members' ``steps``, best first), or ``null`` when no best checkpoint is
+usable.
 """
 
 import json
@@ -25,6 +32,7 @@ from metalearn import algorithms
 from metalearn import checkpoints
 from metalearn import config_checks
 from metalearn import distributed
+from metalearn import ensemble as ensemble_lib
 from metalearn import evaluate as evaluate_lib
 from metalearn import fingerprint
 from metalearn import build
@@ -176,7 +184,7 @@ def _run(config, workdir: Path, mesh, writes: bool) -> Outcome:
   """:func:`train_and_evaluate` in a claimed workdir."""
   changes = fingerprint.check_resume(workdir, config)  # Before any restore.
   exp = build.build_experiment(config)
-  ckpt = checkpoints.Checkpointer(workdir)
+  ckpt = checkpoints.Checkpointer(workdir, best_k=config.ensemble_top_k)
   state = ckpt.restore_latest(
       sharding.replicate(build.initial_state(config, exp), mesh))
   start = int(state.step)
@@ -209,12 +217,25 @@ def _run(config, workdir: Path, mesh, writes: bool) -> Outcome:
     print(f"max_train_seconds={config.max_train_seconds} reached after "
           f"{int(result.state.step)} meta-steps; evaluating. Rerun to "
           "continue training.")
-  best = ckpt.restore_best(result.state)
-  test = build.evaluate_meta(
-      config, exp, distributed.local_copy((best or result.state).meta),
-      exp.test_tasks)
+  members = [(step, distributed.local_copy(s.meta)) for step, s in
+             ckpt.restore_best_k(result.state, config.ensemble_top_k)]
+  best = members[0][1] if members else None
+  meta = (best if best is not None
+          else distributed.local_copy(result.state.meta))
+  test = build.evaluate_meta(config, exp, meta, exp.test_tasks)
   summary = _summary(config, result, test, best is not None, start)
+  ensemble = None
+  if config.ensemble_top_k > 1:
+    if members:
+      ensemble = build.evaluate_ensemble(
+          config, exp, [m for _, m in members], exp.test_tasks,
+          steps=[step for step, _ in members])
+    summary["test_ensemble"] = (None if ensemble is None
+                                else ensemble.summary())
   if writes:
     (workdir / "eval.json").write_text(json.dumps(summary, indent=2))
     print(evaluate_lib.format_table(test, title=f"{label} test"))
+    if ensemble is not None:
+      print(ensemble_lib.format_line(ensemble, title=f"{label} test "
+                                     "ensemble"))
   return Outcome(summary, test)

@@ -212,7 +212,7 @@ def test_algorithm_and_flags_do_not_mix():
     api.train_maml(helpers.tiny_model(), pool(), algorithm="reptile",
                    first_order=True, **FAST)
   with pytest.raises(ValueError, match="algorithm: .*valid: maml"):
-    api.train_maml(helpers.tiny_model(), pool(), algorithm="protonet",
+    api.train_maml(helpers.tiny_model(), pool(), algorithm="not_an_algorithm",
                    **FAST)
   with pytest.raises(ValueError, match="loss='hinge' is unknown"):
     api.train_maml(helpers.tiny_model(), pool(), loss="hinge", **FAST)

@@ -12,6 +12,7 @@ import pytest
 
 from metalearn import algorithms
 from metalearn import benchmark
+from metalearn import rules
 from metalearn import schedules
 from tests.test_sharding import child_env
 
@@ -54,7 +55,7 @@ def test_grid_and_bad_algorithm():
 def test_problem_follows_the_algorithm_table(name):
   alg = algorithms.get(name)
   w = _TINY._replace(algorithm=name, msl_epochs=1, steps_per_epoch=2)
-  if getattr(alg, "outer", "meta_gradient") != "meta_gradient":
+  if alg.outer != rules.META_GRADIENT or alg.inner is not None:
     with pytest.raises(ValueError, match="meta-gradient"):
       benchmark.make_problem(w)
     return

@@ -120,9 +120,9 @@ def test_bad_flag_is_one_line_naming_it(tmp_path):
   assert proc.stderr.strip().splitlines()[-1].startswith(
       "compare.py: error: config.meta_steps=0 is invalid")
   assert "Traceback" not in proc.stderr
-  proc = binary("compare.py", "--algorithms=protonet",
+  proc = binary("compare.py", "--algorithms=not_an_algorithm",
                 f"--output_dir={tmp_path}")
-  assert proc.returncode == 2 and "algorithm 'protonet' is unknown" in (
+  assert proc.returncode == 2 and "algorithm 'not_an_algorithm' is unknown" in (
       proc.stderr)
   proc = binary("compare.py", "--config=no_such_preset",
                 f"--output_dir={tmp_path}")
@@ -151,7 +151,7 @@ def test_config_for_sets_only_the_algorithm():
   for name in algorithms.ALGORITHMS:  # --algorithms takes every name.
     config_checks.validate_config(compare.config_for(base, name))
   with pytest.raises(ValueError, match="unknown"):
-    compare.config_for(base, "protonet")
+    compare.config_for(base, "not_an_algorithm")
 
 
 def configs_module():

@@ -45,7 +45,8 @@ def maml_config(cache_dir, **kw):
 def mamlpp_config(cache_dir, **kw):
   c = configs.mamlpp("5w1s")
   settings = dict(inner_steps=2, eval_inner_steps=2, msl_epochs=2,
-                  first_order_epochs=0)
+                  first_order_epochs=0,
+                  ensemble_top_k=1)  # The ensemble: tests/test_ensemble.py.
   return tiny(c, cache_dir, **{**settings, **kw})
 
 
@@ -193,7 +194,7 @@ def test_outer_rate_follows_cosine_schedule(omniglot_cache_dir):
 
 
 @pytest.mark.parametrize("field,value,words", [
-    ("algorithm", "protonet", ["config.algorithm", "maml, fomaml"]),
+    ("algorithm", "not_an_algorithm", ["config.algorithm", "maml, fomaml"]),
     ("dataset", "imagenet", ["config.dataset", "lake", "vinyals", "tfds"]),
     ("seed", -1, ["config.seed=-1", ">= 0"]),
     ("inner_steps", 0, ["config.inner_steps=0", ">= 1"]),

@@ -35,7 +35,9 @@ rows with ``isolate=True`` (one process each) to attribute them.
 Modules: :mod:`~metalearn.benchmark.workloads` (what and how: workloads,
 modes, synthetic data), :mod:`~metalearn.benchmark.measure` (compile, time,
 run a grid), :mod:`~metalearn.benchmark.results` (rows, speedups, tables,
-files).
+files). :mod:`~metalearn.benchmark.memory` (``experiments/memory_vs_steps.py``)
+compiles the training meta-step at several inner steps and compares XLA's
+temp bytes, MAML's against iMAML's; nothing runs or is timed.
 """
 
 from metalearn.benchmark.measure import Timing

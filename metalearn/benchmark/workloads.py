@@ -219,13 +219,15 @@ def make_problem(w: Workload, seed: int = 0, conv_impl: str = "auto", *,
 
   Raises:
     ValueError: for an unknown algorithm or model name, an algorithm whose
-      outer update is not a meta-gradient (Reptile: not timed here), or
+      outer update is not a meta-gradient or whose inner loop is not
+      MAML's (Reptile, iMAML, ProtoNet, Proto-MAML: not timed here), or
       ``block_remat`` with conv-4.
   """
   alg = algorithm_table.get(w.algorithm)
-  if alg.outer != rules.META_GRADIENT:
+  if alg.outer != rules.META_GRADIENT or alg.inner is not None:
     raise ValueError(f"algorithm {w.algorithm!r}: the benchmark times "
-                     "meta-gradient algorithms only.")
+                     "meta-gradient algorithms with MAML's inner loop "
+                     "only.")
   n = w.inner_steps
   model = _model(w, n if alg.per_step_bn else 0, conv_impl, block_remat)
   frozen = _BODY if alg.head_only else ()

@@ -16,4 +16,6 @@ from metalearn import configs
 
 
 def get_config(setting: str = "5w1s"):
-  return configs.mamlpp(setting, algorithm="anil")
+  config = configs.mamlpp(setting, algorithm="anil")
+  config.ensemble_top_k = 1  # ANIL reports its single best checkpoint.
+  return config

@@ -11,7 +11,9 @@ first 50 (derivative-order annealing), cosine outer rate 1e-3 -> 1e-5, 100
 epochs x 500 meta-steps, meta-batch 8, 5 inner steps at 0.1, 1150/50/423
 split.
 
-Paper: 5w1s 99.47, 5w5s 99.93, 20w1s 97.65, 20w5s 99.33.
+Paper: 5w1s 99.47, 5w5s 99.93, 20w1s 97.65, 20w5s 99.33, with an ensemble
+of the 5 checkpoints best on validation: ``eval.json``'s ``test_ensemble``
+(``ensemble_top_k = 5``); its ``test`` is the single best checkpoint.
 Measured: docs/benchmarks.md ("Reproduction"); the full 50,000-step
 schedule has not run yet.
 """
