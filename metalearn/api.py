@@ -250,7 +250,11 @@ def train_maml(model,
     tasks: a sampler ``tasks(key) -> Task`` batch (jax-traceable; it runs
       inside the compiled step); a fixed pool, one :class:`metalearn.Task`
       with a leading ``[num_tasks]`` axis (``meta_batch_size`` tasks are
-      drawn per meta-step); or any iterable of Task batches (a list is
+      drawn per meta-step); labelled arrays,
+      ``metalearn.data.from_arrays(x, y, n_way=..., k_shot=...,
+      n_query=...)`` (``meta_batch_size`` episodes drawn on the device per
+      meta-step; classes may be of unequal size); or any iterable of Task
+      batches (a list is
       cycled; an iterator must last ``meta_steps`` batches). Labels must run
       over 0..n_way-1, n_way being the model's logits width.
     task_dataloader: the write-up's name for ``tasks`` (give one of them).
@@ -264,7 +268,8 @@ def train_maml(model,
     plus_plus: MAML++: multi-step loss and learned per-layer per-step rates.
     meta_steps: meta-updates, >= 1.
     meta_batch_size: tasks per meta-step drawn from a pool (default
-      ``min(8, pool size)``); only for a pool.
+      ``min(8, pool size)``) or from ``from_arrays`` (default 8); only for
+      those two.
     task_data: with a callable ``tasks``, call it as ``tasks(key,
       task_data)`` so that large arrays (the image set) are arguments of the
       compiled step rather than constants baked into it.

@@ -1,10 +1,11 @@
 """What ``train_maml`` accepts, normalised: task sources, models, checks.
 
 A task source is a fixed pool (one :class:`metalearn.Task` with a leading
-task axis), a sampler ``key -> Task`` batch (or ``(key, data) -> Task``), or
-an iterable of Task batches. A model is a :class:`metalearn.models.Model`, a
-flax module, or an apply function with its params. Every check raises a
-ValueError naming the argument.
+task axis), labelled arrays (:func:`metalearn.data.from_arrays`: episodes
+sampled on the device), a sampler ``key -> Task`` batch (or ``(key, data)
+-> Task``), or an iterable of Task batches. A model is a
+:class:`metalearn.models.Model`, a flax module, or an apply function with
+its params. Every check raises a ValueError naming the argument.
 """
 
 import itertools
@@ -22,12 +23,14 @@ from metalearn import core
 from metalearn import data_checks
 from metalearn import objectives
 from metalearn import precision
+from metalearn.data import arrays
 from metalearn.data import episodes
 from metalearn.models import Model
 from metalearn.objectives import CLASSIFICATION, Objective
 from metalearn.types import ApplyFn, PyTree, Task
 
-TaskSource = Task | Callable[..., Task] | Iterable[Task]
+TaskSource = (Task | arrays.ArrayEpisodes | Callable[..., Task]
+              | Iterable[Task])
 DEFAULT_POOL_BATCH = 8
 
 
@@ -81,11 +84,14 @@ class Source(NamedTuple):
 
 def resolve_tasks(tasks, task_data, meta_batch_size, key,
                   objective: Objective = CLASSIFICATION) -> Source:
-  """Normalises ``train_maml``'s ``tasks`` (a pool, a sampler or an
-  iterable of batches), checking targets against ``objective``."""
-  if meta_batch_size is not None and not isinstance(tasks, Task):
-    raise ValueError("meta_batch_size applies only to a fixed Task pool; "
-                     "a sampler or an iterable gives its own batch size.")
+  """Normalises ``train_maml``'s ``tasks`` (a pool, labelled arrays, a
+  sampler or an iterable of batches), checking targets against
+  ``objective``."""
+  if meta_batch_size is not None and not isinstance(
+      tasks, (Task, arrays.ArrayEpisodes)):
+    raise ValueError("meta_batch_size applies only to a fixed Task pool or "
+                     "metalearn.data.from_arrays; a sampler or an iterable "
+                     "gives its own batch size.")
   if task_data is not None and (isinstance(tasks, Task) or
                                 not callable(tasks)):
     raise ValueError("task_data is only used with a callable tasks "
@@ -100,6 +106,8 @@ def resolve_tasks(tasks, task_data, meta_batch_size, key,
     task_fn = lambda k, p: episodes.sample_from_pool(k, p, batch)  # noqa: E731
     return Source(task_fn, pool, None, task_fn(key, pool), batch,
                    math.ceil(size / batch))
+  if isinstance(tasks, arrays.ArrayEpisodes):
+    return _array_source(tasks, meta_batch_size, key, objective)
   if callable(tasks):
     if task_data is None:
       task_fn = lambda k, _: tasks(k)  # noqa: E731
@@ -127,6 +135,24 @@ def resolve_tasks(tasks, task_data, meta_batch_size, key,
   per_epoch = len(tasks) if hasattr(tasks, "__len__") else None
   return Source(None, None, batches, example,
                  int(example.support_y.shape[0]), per_epoch)
+
+
+def _array_source(tasks: arrays.ArrayEpisodes, meta_batch_size, key,
+                  objective: Objective) -> Source:
+  """Episodes of ``meta_batch_size`` (default 8) tasks drawn on the device
+  from :func:`metalearn.data.from_arrays`'s classes."""
+  if not objective.integer_targets:
+    raise ValueError("tasks from metalearn.data.from_arrays are "
+                     f"classification; loss={objective.name!r} needs "
+                     "targets of its own.")
+  batch = DEFAULT_POOL_BATCH if meta_batch_size is None else meta_batch_size
+  check_int("meta_batch_size", batch, 1)
+  sizes = dict(batch_size=batch, **tasks.sizes())
+  task_fn = lambda k, d: episodes.sample_tasks(k, d, **sizes)  # noqa: E731
+  data = jax.tree.map(jnp.asarray, tasks.classes)
+  example = as_task_batch(task_fn(key, data),
+                          "tasks (metalearn.data.from_arrays)", objective)
+  return Source(task_fn, data, None, example, batch, None)
 
 
 def resolve_model(model, params, example_x, key

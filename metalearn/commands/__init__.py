@@ -1,5 +1,6 @@
 """The binaries' code, installed as console commands (``metalearn-train``,
-``metalearn-compare``) and run by ``experiments/*.py`` from a checkout."""
+``metalearn-compare``, ``metalearn-predict``) and run by
+``experiments/*.py`` from a checkout."""
 
 import sys
 from typing import Sequence

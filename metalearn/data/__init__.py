@@ -2,23 +2,36 @@
 
 ``register`` / ``get`` hold the datasets (``config.dataset``); the built-in
 ones register on import: the Omniglot splits (``tfds``, ``lake``,
-``vinyals``, ``mamlpp``), ``mini_imagenet``, ``sinusoid`` and
-``synthetic``. A new image dataset is one file calling
-``register(image_dataset(...))`` (docs/data.md).
+``vinyals``, ``mamlpp``), ``mini_imagenet``, ``folders`` (any tree of class
+folders), ``tfds_images`` (a TFDS dataset by name), ``cifar_fs``,
+``fc100``, ``cub``, ``tiered_imagenet``, ``sinusoid`` and ``synthetic``;
+``augment`` transforms training tasks on the device (``config.augment``).
+A new image dataset is one file calling ``register(image_dataset(...))``
+(docs/data.md). Classes of unequal size are ``RaggedClasses``;
+``from_arrays(x, y)`` makes them from labelled numpy arrays.
 
 Importing this package never imports TensorFlow or tensorflow-datasets; only
 building the Omniglot cache (``build_cache``, ``rebuild_cache``, and
 ``ensure_cache`` when the cache is missing or damaged) does.
 """
 
+from metalearn.data import arrays
+from metalearn.data import augment
 from metalearn.data import cache
+from metalearn.data import cub
 from metalearn.data import episodes
+from metalearn.data import folders
 from metalearn.data import images
 from metalearn.data import miniimagenet
 from metalearn.data import omniglot
+from metalearn.data import ragged
 from metalearn.data import registry
 from metalearn.data import sinusoid
 from metalearn.data import synthetic
+from metalearn.data import tfds_images
+from metalearn.data import tiered_imagenet
+from metalearn.data.arrays import ArrayEpisodes
+from metalearn.data.arrays import from_arrays
 from metalearn.data.cache import CACHE_DIR_ENV
 from metalearn.data.cache import CacheError
 from metalearn.data.cache import NoSourceError
@@ -46,6 +59,7 @@ from metalearn.data.omniglot.store import CachedSplit
 from metalearn.data.omniglot.store import is_cache_complete
 from metalearn.data.omniglot.store import resolve_cache_dir
 from metalearn.data.omniglot.store import verify_cache
+from metalearn.data.ragged import RaggedClasses
 from metalearn.data.registry import DataParts
 from metalearn.data.registry import Dataset
 from metalearn.data.registry import get

@@ -1,7 +1,8 @@
 """Image datasets of classes: from train / val / test arrays to a ``Dataset``.
 
 An image dataset is a function that returns its class-major uint8 images
-(``Splits``), the shape of one image and how many examples each class has;
+(``Splits``: arrays [C, D, ...], or ``RaggedClasses`` when the classes have
+unequal sizes), the shape of one image and how many examples each class has;
 :func:`image_dataset` turns that into a registrable
 :class:`metalearn.data.Dataset` that checks the config, samples episodes on
 the device (:mod:`metalearn.data.episodes`) and draws the fixed task sets
@@ -9,13 +10,15 @@ with the same seeds for every dataset: a training pool ``config.seed + 1``,
 validation ``config.seed + 2`` and test ``config.seed + 3``.
 """
 
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from metalearn.data import episodes
+from metalearn.data import ragged
 from metalearn.data import registry
 
 Config = ml_collections.ConfigDict
@@ -25,18 +28,23 @@ class Splits(NamedTuple):
   """Train / val / test classes.
 
   Attributes:
-    train: [C, D, H, W] (grayscale) or [C, D, H, W, ch] (colour) uint8.
+    train: [C, D, H, W] (grayscale) or [C, D, H, W, ch] (colour) uint8, or a
+      :class:`~metalearn.data.ragged.RaggedClasses` (classes of unequal
+      size, images [N, H, W] or [N, H, W, ch]).
     val: as ``train``, the validation classes (may have C = 0).
     test: as ``train``, the test classes.
   """
-  train: np.ndarray
-  val: np.ndarray
-  test: np.ndarray
+  train: np.ndarray | ragged.RaggedClasses
+  val: np.ndarray | ragged.RaggedClasses
+  test: np.ndarray | ragged.RaggedClasses
 
 
 def check_examples_per_class(config: Config, dataset: str,
-                             examples: int) -> None:
-  """``k_shot + n_query`` and ``k_shot + eval_n_query`` fit ``examples``."""
+                             examples: Optional[int]) -> None:
+  """``k_shot + n_query`` and ``k_shot + eval_n_query`` fit ``examples``
+  (None: not known before loading; checked against the splits then)."""
+  if examples is None:
+    return
   for field, shots in (("n_query", config.k_shot + config.n_query),
                        ("eval_n_query", config.k_shot + config.eval_n_query)):
     if shots > examples:
@@ -49,12 +57,14 @@ def check_examples_per_class(config: Config, dataset: str,
 
 def check_against_splits(config: Config, splits: Splits) -> None:
   """``n_way`` fits every split's class count (train counts rotations), and
-  each split has the examples per class the queries need."""
+  each split has the examples per class the queries need (its smallest
+  class, when the classes have unequal sizes)."""
   fail = registry.config_error
-  train_classes = splits.train.shape[0] * (4 if config.rotate else 1)
+  train_classes = ragged.num_classes(splits.train) * (4 if config.rotate
+                                                      else 1)
   for name, classes in (("train", train_classes),
-                        ("val", splits.val.shape[0]),
-                        ("test", splits.test.shape[0])):
+                        ("val", ragged.num_classes(splits.val)),
+                        ("test", ragged.num_classes(splits.test))):
     if name == "val" and not config.val_tasks:
       continue
     if name == "val" and not classes:
@@ -66,12 +76,12 @@ def check_against_splits(config: Config, splits: Splits) -> None:
                  f"the {config.dataset!r} {name} split has {classes} "
                  f"classes, so the valid range is [2, {classes}]")
     field = "n_query" if name == "train" else "eval_n_query"
-    examples = getattr(splits, name).shape[1]
+    examples = int(ragged.class_sizes(getattr(splits, name)).min())
     if config.k_shot + config[field] > examples:
       raise fail(field, config[field],
                  f"the {config.dataset!r} {name} split has {examples} "
-                 f"examples per class, so k_shot + {field} must be <= "
-                 f"{examples}")
+                 f"examples in its smallest class, so k_shot + {field} must "
+                 f"be <= {examples}")
 
 
 def parts(config: Config, splits: Splits) -> registry.DataParts:
@@ -89,17 +99,18 @@ def parts(config: Config, splits: Splits) -> registry.DataParts:
     the fixed ones with ``config.eval_n_query`` queries per class.
   """
   sizes = dict(n_way=config.n_way, k_shot=config.k_shot)
-  train = jnp.asarray(splits.train)
+  splits = jax.tree.map(jnp.asarray, splits)
+  train = splits.train
   if config.train_pool:
     train = episodes.fixed_tasks(config.seed + 1, train,
                                  num_tasks=config.train_pool,
                                  n_query=config.n_query, rotate=config.rotate,
                                  **sizes)
-  val = (episodes.fixed_tasks(config.seed + 2, jnp.asarray(splits.val),
+  val = (episodes.fixed_tasks(config.seed + 2, splits.val,
                               num_tasks=config.val_tasks,
                               n_query=config.eval_n_query, **sizes)
          if config.val_tasks else None)
-  test = episodes.fixed_tasks(config.seed + 3, jnp.asarray(splits.test),
+  test = episodes.fixed_tasks(config.seed + 3, splits.test,
                               num_tasks=config.test_tasks,
                               n_query=config.eval_n_query, **sizes)
   return registry.DataParts(train, val, test)
@@ -120,8 +131,8 @@ def task_fn(config: Config) -> registry.TaskFn:
 
 def image_dataset(name: str, description: str,
                   load_splits: Callable[[Config], Splits],
-                  input_shape: tuple[int, ...],
-                  examples_per_class: int) -> registry.Dataset:
+                  input_shape: tuple[int, ...] | Callable[[Config], tuple],
+                  examples_per_class: Optional[int]) -> registry.Dataset:
   """A classification dataset of class-major uint8 images.
 
   Args:
@@ -129,16 +140,19 @@ def image_dataset(name: str, description: str,
     description: one phrase for report headers.
     load_splits: ``load_splits(config) -> Splits`` of uint8 images
       [C, D, H, W] (grayscale: {0, 1} or 0..255, cast unchanged) or
-      [C, D, H, W, ch] (colour 0..255, scaled into [0, 1]); may build a
-      cache first (reading e.g. ``config.data_dir``, ``config.cache_dir``).
-    input_shape: one sampled image, (H, W, ch), e.g. (28, 28, 1).
+      [C, D, H, W, ch] (colour 0..255, scaled into [0, 1]), or of
+      ``RaggedClasses``; may build a cache first (reading e.g.
+      ``config.data_dir``, ``config.cache_dir``).
+    input_shape: one sampled image, (H, W, ch), e.g. (28, 28, 1); or
+      ``input_shape(config)`` when the config sets it.
     examples_per_class: D, checked against ``k_shot + n_query`` before
-      loading.
+      loading; None when it is known only once loaded (unequal classes).
 
   Returns:
     The ``Dataset`` (pass it to :func:`metalearn.data.register`).
   """
-  shape = tuple(input_shape)
+  shape = input_shape if callable(input_shape) else (
+      lambda config, fixed=tuple(input_shape): fixed)
 
   def check(config: Config) -> None:
     registry.check_objective(config, name, "cross_entropy")
@@ -151,5 +165,5 @@ def image_dataset(name: str, description: str,
 
   return registry.Dataset(
       name=name, description=description, objective="cross_entropy",
-      input_shape=lambda config: shape, check=check, load=load,
+      input_shape=shape, check=check, load=load,
       task_fn=task_fn)

@@ -5,7 +5,9 @@ report header and the benchmark need no list of their own: a new dataset is
 one file that calls :func:`register` (name that file in ``config.plugins``
 to use it from the binaries). The built-in ones register themselves when
 ``metalearn.data`` is imported: the Omniglot splits (``tfds``, ``lake``,
-``vinyals``, ``mamlpp``), ``mini_imagenet``, ``sinusoid`` and ``synthetic``.
+``vinyals``, ``mamlpp``), ``mini_imagenet``, ``folders``, ``tfds_images``,
+``cifar_fs``, ``fc100``, ``cub``, ``tiered_imagenet``, ``sinusoid`` and
+``synthetic``.
 
 An image dataset is a few lines with :func:`metalearn.data.image_dataset`;
 see docs/data.md.
@@ -27,9 +29,10 @@ class DataParts(NamedTuple):
 
   Attributes:
     train_data: what ``task_fn``'s second argument receives: uint8
-      class-major images [C, D, H, W(, ch)] (a jnp array), a fixed ``Task``
-      pool with a leading [config.train_pool] axis, or ``jnp.zeros((0,))``
-      for generated tasks.
+      class-major images [C, D, H, W(, ch)] (a jnp array) or a
+      ``RaggedClasses`` of jnp arrays (classes of unequal size), a fixed
+      ``Task`` pool with a leading [config.train_pool] axis, or
+      ``jnp.zeros((0,))`` for generated tasks.
     val_tasks: ``config.val_tasks`` fixed tasks (seed ``config.seed + 2``,
       ``config.eval_n_query`` queries per class), or None when it is 0.
     test_tasks: ``config.test_tasks`` fixed tasks (seed ``config.seed + 3``).
