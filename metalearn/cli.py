@@ -78,7 +78,9 @@ def run_main(main: Callable[[], None]) -> None:
   except (FloatingPointError, checkpoints.CheckpointError) as e:
     if verbose:
       raise
-    _fail(str(e), 1, now=isinstance(e, checkpoints.CheckpointWriteError))
+    # Checkpoint failures leave orbax reads or writes behind whose threads
+    # could print or block after this line: exit at once.
+    _fail(str(e), 1, now=isinstance(e, checkpoints.CheckpointError))
   except trainer.Interrupted as e:
     _fail(str(e), 128 + e.signum)
   except OSError as e:

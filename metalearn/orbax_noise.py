@@ -56,8 +56,11 @@ class _LoopNoiseFilter(logging.Filter):
 
   def filter(self, record):
     exc = record.exc_info[1] if record.exc_info else None
-    return not (_is_loop_noise(exc) or "Event loop is closed" in
-                record.getMessage())
+    message = record.getMessage()
+    # A read that a failed restore abandoned reports its own error later,
+    # when its task is collected: "Task exception was never retrieved".
+    return not (_is_loop_noise(exc) or "Event loop is closed" in message
+                or "exception was never retrieved" in message)
 
 
 _noise_filter_installed = False
@@ -70,9 +73,9 @@ def drop_loop_noise_from_now_on() -> None:
   garbage-collected later and report through ``sys.unraisablehook`` or a
   thread's excepthook (one traceback each, often "Event loop is closed"),
   sometimes before the failure itself is handled. Called before the first
-  restore: from then on, unraisable errors of orbax coroutines and "Event
-  loop is closed" errors are dropped; everything else still reaches the
-  hooks.
+  restore: from then on, unraisable errors of orbax coroutines, "Event
+  loop is closed" errors and asyncio's "Task exception was never retrieved"
+  are dropped; everything else still reaches the hooks.
   """
   global _noise_filter_installed
   if _noise_filter_installed:

@@ -1,5 +1,6 @@
 """Test-wide settings: broadcasting bugs fail loudly, CPU only."""
 
+import fcntl
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -20,7 +21,14 @@ import pytest  # pylint: disable=g-import-not-at-top,g-bad-import-order
 
 
 @pytest.fixture(scope="session")
-def omniglot_cache_dir():
-  """The project's Omniglot cache, built once from ../shared if missing."""
+def omniglot_cache_dir(tmp_path_factory):
+  """The project's Omniglot cache, built once from ../shared if missing.
+
+  Test workers (pytest-xdist) share it: the first to get the lock builds
+  it, the others then find it verified.
+  """
   from metalearn.data import omniglot  # pylint: disable=g-import-not-at-top
-  return omniglot.ensure_cache()
+  lock = tmp_path_factory.getbasetemp().parent / "omniglot-cache.lock"
+  with open(lock, "w") as held:
+    fcntl.flock(held, fcntl.LOCK_EX)
+    return omniglot.ensure_cache()
