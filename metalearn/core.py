@@ -113,6 +113,36 @@ def _split_adapted(params: PyTree, inner_lrs: PyTree):
   return leaves, treedef, idx, lrs
 
 
+class TaskLosses(NamedTuple):
+  """One task's losses as functions of the parameters and the inner step.
+
+  Attributes:
+    support_loss: ``support_loss(params, step) -> scalar``.
+    query_metrics: ``query_metrics(params, step) -> StepMetrics`` (loss and
+      metric of the query set; metric ``None`` without one).
+  """
+  support_loss: Callable[[PyTree, Array], Array]
+  query_metrics: Callable[[PyTree, Array], StepMetrics]
+
+
+def task_losses(apply_fn: ApplyFn, task: Task, *, objective: Objective,
+                step_aware: bool) -> TaskLosses:
+  """The support loss and query metrics of ``task`` that every inner loop
+  (SGD, Adam, proximal SGD) evaluates; a step-aware model gets the step."""
+  def call(p, x, step):
+    return apply_fn(p, x, step) if step_aware else apply_fn(p, x)
+
+  def support_loss(p, step):
+    return objective.loss(call(p, task.support_x, step), task.support_y)
+
+  def query_metrics(p, step):
+    out = call(p, task.query_x, step)
+    return StepMetrics(objective.loss(out, task.query_y),
+                       None if objective.metric is None
+                       else objective.metric(out, task.query_y))
+  return TaskLosses(support_loss, query_metrics)
+
+
 def adapt(apply_fn: ApplyFn,
           params: PyTree,
           inner_lrs: PyTree,
@@ -164,8 +194,8 @@ def adapt(apply_fn: ApplyFn,
   validate_task(task, objective=objective)
   leaves, treedef, idx, lr_leaves = _split_adapted(params, inner_lrs)
 
-  def call(p, x, step):
-    return apply_fn(p, x, step) if step_aware else apply_fn(p, x)
+  losses = task_losses(apply_fn, task, objective=objective,
+                       step_aware=step_aware)
 
   def merge(adapted):
     full = list(leaves)
@@ -174,14 +204,10 @@ def adapt(apply_fn: ApplyFn,
     return jax.tree.unflatten(treedef, full)
 
   def support_loss(adapted, step):
-    return objective.loss(call(merge(adapted), task.support_x, step),
-                          task.support_y)
+    return losses.support_loss(merge(adapted), step)
 
   def query_metrics(adapted, step):
-    out = call(merge(adapted), task.query_x, step)
-    return StepMetrics(objective.loss(out, task.query_y),
-                       None if objective.metric is None
-                       else objective.metric(out, task.query_y))
+    return losses.query_metrics(merge(adapted), step)
 
   def step_fn(adapted, xs):
     lrs, step = xs

@@ -110,19 +110,13 @@ def proximal_adapt(apply_fn: ApplyFn, params: PyTree, inner_lrs: PyTree,
   steps = core.validate_inner_lrs(params, inner_lrs)
   core.validate_task(task, objective=objective)
 
-  def call(p, x, step):
-    return apply_fn(p, x, step) if step_aware else apply_fn(p, x)
-
-  def metrics(p, step):
-    out = call(p, task.query_x, step)
-    return StepMetrics(objective.loss(out, task.query_y),
-                       None if objective.metric is None
-                       else objective.metric(out, task.query_y))
+  losses = core.task_losses(apply_fn, task, objective=objective,
+                            step_aware=step_aware)
+  metrics = losses.query_metrics
 
   def step_fn(phi, xs):
     lrs, step = xs
-    grads = jax.grad(lambda q: objective.loss(call(q, task.support_x, step),
-                                              task.support_y))(phi)
+    grads = jax.grad(losses.support_loss)(phi, step)
     if first_order:
       grads = jax.lax.stop_gradient(grads)
     phi = jax.tree.map(

@@ -81,19 +81,13 @@ def adam_adapt(apply_fn: ApplyFn, params: PyTree, inner_lrs: PyTree,
                         is_leaf=lambda x: x is None)
   optimizer = optax.adam(lr, b1=b1)
 
-  def call(p, x, step):
-    return apply_fn(p, x, step) if step_aware else apply_fn(p, x)
-
-  def metrics(p, step):
-    out = call(p, task.query_x, step)
-    return StepMetrics(objective.loss(out, task.query_y),
-                       None if objective.metric is None
-                       else objective.metric(out, task.query_y))
+  losses = core.task_losses(apply_fn, task, objective=objective,
+                            step_aware=step_aware)
+  metrics = losses.query_metrics
 
   def step_fn(carry, step):
     p, state = carry
-    grads = jax.grad(lambda q: objective.loss(call(q, task.support_x, step),
-                                              task.support_y))(p)
+    grads = jax.grad(losses.support_loss)(p, step)
     if first_order:
       grads = jax.lax.stop_gradient(grads)
     updates, state = optimizer.update(grads, state, p)
