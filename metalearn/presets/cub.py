@@ -15,15 +15,19 @@ is not kept). The training settings are those of ``mini_imagenet.py``
 (conv-4 with 32 filters, 5 inner steps at 0.01 and 10 at test for MAML;
 Antoniou et al.'s for MAML++), with no rotations.
 
-Paper accuracies: none recorded here (``PAPER_ACCURACY`` is empty; no MAML
-number on this split has been checked against its paper). Measured: not
-yet run.
+Paper accuracies (5-way, %): ``PAPER_ACCURACY``, MAML with a conv-4 on
+this split as Chen et al. 2019 report it (their own reimplementation, with
+their augmentation). Measured: not yet run.
 """
 
 from metalearn.presets import mini_imagenet
 
-# algorithm -> setting -> (accuracy %, ± as reported): none recorded.
-PAPER_ACCURACY = {}
+# algorithm -> setting -> (accuracy %, ± as reported): MAML (conv-4) on
+# CUB as reported by Chen et al. 2019, "A Closer Look at Few-shot
+# Classification".
+PAPER_ACCURACY = {
+    "maml": {"5w1s": (55.92, 0.95), "5w5s": (72.09, 0.76)},
+}
 
 
 def get_config(arg: str = "maml:5w1s"):
@@ -32,6 +36,8 @@ def get_config(arg: str = "maml:5w1s"):
   algorithm, setting = arg.partition(":")[::2]
   c.dataset = "cub"
   c.image_size, c.channels = 84, 3
+  paper = PAPER_ACCURACY.get(c.algorithm, {}).get(setting)
   c.description = (f"CUB-200-2011 {setting}, {algorithm}, mini-ImageNet "
-                   "settings")
+                   "settings"
+                   + (f"; paper: {paper[0]} ± {paper[1]}%" if paper else ""))
   return c

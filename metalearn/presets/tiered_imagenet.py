@@ -15,15 +15,18 @@ about 9.5 GB for the train split. The training settings are those of
 ``mini_imagenet.py`` (conv-4 with 32 filters, 5 inner steps at 0.01 and 10
 at test for MAML; Antoniou et al.'s for MAML++), with no rotations.
 
-Paper accuracies: none recorded here (``PAPER_ACCURACY`` is empty; no
-MAML number on tiered-ImageNet has been checked against its paper).
-Measured: not yet run.
+Paper accuracies (5-way, %): ``PAPER_ACCURACY``, MAML on tiered-ImageNet
+as Liu et al. 2019 (TPN) report it and later tables (Lee et al. 2019,
+MetaOptNet) cite it. Measured: not yet run.
 """
 
 from metalearn.presets import mini_imagenet
 
-# algorithm -> setting -> (accuracy %, ± as reported): none recorded.
-PAPER_ACCURACY = {}
+# algorithm -> setting -> (accuracy %, ± as reported): MAML on
+# tiered-ImageNet as reported by Liu et al. 2019.
+PAPER_ACCURACY = {
+    "maml": {"5w1s": (51.67, 1.81), "5w5s": (70.30, 1.75)},
+}
 
 
 def get_config(arg: str = "maml:5w1s"):
@@ -32,6 +35,8 @@ def get_config(arg: str = "maml:5w1s"):
   algorithm, setting = arg.partition(":")[::2]
   c.dataset = "tiered_imagenet"
   c.image_size, c.channels = 84, 3
+  paper = PAPER_ACCURACY.get(c.algorithm, {}).get(setting)
   c.description = (f"tiered-ImageNet {setting}, {algorithm}, mini-ImageNet "
-                   "settings")
+                   "settings"
+                   + (f"; paper: {paper[0]} ± {paper[1]}%" if paper else ""))
   return c
