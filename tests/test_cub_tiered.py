@@ -126,6 +126,9 @@ def test_the_presets_pass_the_config_checks(tmp_path):
     for arg in ("maml:5w1s", "mamlpp:5w5s"):
       c = module.get_config(arg)
       assert c.dataset == name and (c.image_size, c.channels) == (84, 3)
-      assert module.PAPER_ACCURACY == {}
+      paper = module.PAPER_ACCURACY["maml"][arg.split(":")[1]] if (
+          arg.startswith("maml:")) else None
+      assert (paper is None or f"paper: {paper[0]} ± {paper[1]}%" in
+              c.description), c.description
       c.data_dir = str(tmp_path)
       config_checks.validate_config(c)
