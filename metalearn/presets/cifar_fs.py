@@ -31,10 +31,7 @@ PAPER_ACCURACY = {
 def get_config(arg: str = "maml:5w1s"):
   """``ALGORITHM:SETTING``, e.g. ``maml:5w1s``, ``mamlpp:5w5s``."""
   c = mini_imagenet.get_config(arg)
-  algorithm, setting = arg.partition(":")[::2]
   c.dataset = "cifar_fs"
   c.image_size, c.channels = 32, 3
-  paper = PAPER_ACCURACY.get(c.algorithm, {}).get(setting)
-  c.description = (f"CIFAR-FS {setting}, {algorithm}, mini-ImageNet settings"
-                   + (f"; paper: {paper[0]} ± {paper[1]}%" if paper else ""))
+  c.description = mini_imagenet.describe("CIFAR-FS", arg, PAPER_ACCURACY)
   return c

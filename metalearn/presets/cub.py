@@ -33,11 +33,7 @@ PAPER_ACCURACY = {
 def get_config(arg: str = "maml:5w1s"):
   """``ALGORITHM:SETTING``, e.g. ``maml:5w1s``, ``mamlpp:5w5s``."""
   c = mini_imagenet.get_config(arg)
-  algorithm, setting = arg.partition(":")[::2]
   c.dataset = "cub"
   c.image_size, c.channels = 84, 3
-  paper = PAPER_ACCURACY.get(c.algorithm, {}).get(setting)
-  c.description = (f"CUB-200-2011 {setting}, {algorithm}, mini-ImageNet "
-                   "settings"
-                   + (f"; paper: {paper[0]} ± {paper[1]}%" if paper else ""))
+  c.description = mini_imagenet.describe("CUB-200-2011", arg, PAPER_ACCURACY)
   return c

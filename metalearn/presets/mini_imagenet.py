@@ -90,3 +90,13 @@ def get_config(arg: str = "maml:5w1s"):
       f"settings" + (f"; paper: {paper[0]:.2f} ± {paper[1]:.2f}%"
                      if paper else ""))
   return c
+
+
+def describe(name: str, arg: str, paper_accuracy: dict) -> str:
+  """``"NAME 5w1s, maml, mini-ImageNet settings; paper: 58.9 ± 1.9%"`` for
+  ``arg = "ALGORITHM:SETTING"``; the paper part only when
+  ``paper_accuracy[algorithm][setting]`` is recorded."""
+  algorithm, setting = arg.partition(":")[::2]
+  paper = paper_accuracy.get(algorithm, {}).get(setting)
+  return (f"{name} {setting}, {algorithm}, mini-ImageNet settings"
+          + (f"; paper: {paper[0]} ± {paper[1]}%" if paper else ""))
