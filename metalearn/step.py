@@ -6,7 +6,9 @@ A step is built once by :func:`make_meta_step` from static choices
 compiled program from ``data`` by ``task_fn(key, data)``, with the key derived
 as ``fold_in(key, state.step)``, so no key is threaded by hand and the host
 never sits in the hot loop. ``steps_per_call > 1`` runs several meta-steps per
-dispatch with ``lax.scan``.
+dispatch with ``lax.scan``; ``step(state, data, key, count)`` then runs only
+the first ``count`` of them (an int32 array), so one program serves calls of
+any length up to ``steps_per_call``.
 """
 
 from typing import Any, Callable, NamedTuple, Optional
@@ -174,9 +176,20 @@ def make_meta_step(apply_fn: ApplyFn,
   if steps_per_call == 1:
     step = one_step
   else:
-    def step(state, data, key):
-      return jax.lax.scan(lambda s, _: one_step(s, data, key), state,
-                          length=steps_per_call)
+    def step(state, data, key, count=None):
+      if count is None:
+        return jax.lax.scan(lambda s, _: one_step(s, data, key), state,
+                            length=steps_per_call)
+      # The first ``count`` meta-steps run, the rest pass the state through
+      # with zero metrics: one program serves every call length.
+      out_shape = jax.eval_shape(one_step, state, data, key)[1]
+      def skip(s):
+        return s, jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype),
+                               out_shape)
+      def body(s, i):
+        return jax.lax.cond(i < count, lambda s: one_step(s, data, key),
+                            skip, s)
+      return jax.lax.scan(body, state, jnp.arange(steps_per_call))
   if jit:
     step = jax.jit(step, donate_argnums=(0,) if donate else ())
   return step

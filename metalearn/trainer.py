@@ -120,10 +120,11 @@ def _signature(tree) -> Any:
                       tree)
 
 
-def _as_numpy(out: StepOutput, scanned: bool) -> StepOutput:
-  """Host copy with a leading [count] axis whether or not it was scanned."""
+def _as_numpy(out: StepOutput, scanned: bool, count: int) -> StepOutput:
+  """Host copy of the first ``count`` meta-steps' metrics, with a leading
+  [count] axis whether or not the program was scanned."""
   out = jax.device_get(out)
-  return jax.tree.map(lambda a: np.asarray(a) if scanned
+  return jax.tree.map(lambda a: np.asarray(a)[:count] if scanned
                       else np.asarray(a)[None], out)
 
 
@@ -143,14 +144,20 @@ class _Programs(NamedTuple):
   build: StepBuilder
 
 
-def _program(programs: _Programs, phase: Phase, count: int, state, data,
+def _program(programs: _Programs, phase: Phase, capacity: int, state, data,
              key) -> tuple[Callable, float]:
-  """The compiled program for (phase, count, shapes); compiles it once."""
-  cache_key = (phase, count, _signature(data))
+  """The compiled program for (phase, shapes); compiles it once.
+
+  With ``capacity > 1`` the program takes the call's length as a fourth
+  argument (``step(state, data, key, count)``), so calls that end early at a
+  mark or a phase switch reuse it instead of compiling another.
+  """
+  cache_key = (phase, capacity, _signature(data))
   if cache_key in programs.compiled:
     return programs.compiled[cache_key], 0.0
   start = time.perf_counter()
-  compiled = programs.build(phase, count).lower(state, data, key).compile()
+  args = (state, data, key) + ((np.int32(capacity),) if capacity > 1 else ())
+  compiled = programs.build(phase, capacity).lower(*args).compile()
   programs.compiled[cache_key] = compiled
   return compiled, max(time.perf_counter() - start, 1e-9)
 
@@ -190,8 +197,10 @@ def run(state: MetaState,
 
   Args:
     state: where to start (step 0, or a restored checkpoint).
-    build_step: ``(phase, count) -> step(state, data, key)``, jitted (see
-      :func:`metalearn.make_meta_step`); called once per program.
+    build_step: ``(phase, count) -> step``, jitted (see
+      :func:`metalearn.make_meta_step` with ``steps_per_call=count``);
+      called once per phase. For ``count > 1`` it is called as
+      ``step(state, data, key, length)`` with an int32 ``length <= count``.
     plan: the phases (:func:`metalearn.schedules.phase_plan`).
     data_at: ``meta_step -> data`` passed to the step (the image array or
       pool, the same every time; or the next host batch).
@@ -221,6 +230,7 @@ def run(state: MetaState,
     raise ValueError(f"steps_per_call must be >= 1; got {steps_per_call}.")
   programs = _Programs({}, build_step)
   step = int(state.step)
+  capacity = min(steps_per_call, plan.meta_steps)
   train_s = compile_s = 0.0
   stop, signum = DONE, None
   bar = tqdm(total=plan.meta_steps, initial=step, desc=label,
@@ -233,11 +243,15 @@ def run(state: MetaState,
         count = min(steps_per_call, end - step)
         data = data_at(step)
         bar.set_description(f"{label} [{phase.describe()}]")
-        program, seconds = _program(programs, phase, count, state, data, key)
+        program, seconds = _program(programs, phase, capacity, state, data,
+                                    key)
         compile_s += seconds
         t0 = time.perf_counter()
-        state, out = program(state, data, key)
-        out = _as_numpy(out, scanned=count > 1)
+        if capacity > 1:
+          state, out = program(state, data, key, np.int32(count))
+        else:
+          state, out = program(state, data, key)
+        out = _as_numpy(out, scanned=capacity > 1, count=count)
         elapsed = time.perf_counter() - t0
         train_s += elapsed
         check_finite(out.loss, step,

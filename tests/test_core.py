@@ -336,6 +336,31 @@ class MetaStepTest(parameterized.TestCase):
     self.assertTrue(np.all(np.isfinite(params["head"]["kernel"])))
 
 
+  def test_a_shorter_call_is_the_same_program_and_the_same_steps(self):
+    model = helpers.tiny_model()
+    params = model.init(jax.random.key(0))
+    lrs = ml.fixed_inner_lrs(params, 0.4, 2)
+    tasks = helpers.tiny_tasks(jax.random.key(1), num_tasks=8)
+    task_fn = lambda key, data: jax.tree.map(
+        lambda x: x[jax.random.choice(key, 8, (4,), replace=False)], data)
+    opt = optax.adam(1e-2)
+    fresh = lambda: ml.init_meta_state(params, lrs, opt,
+                                       learn_inner_lrs=False)
+    make = lambda n: ml.make_meta_step(model.apply, opt, task_fn, None,
+                                       steps_per_call=n)
+    key = jax.random.key(2)
+    three, full = make(3)(fresh(), tasks, key)
+    long_step = make(5)
+    compiled = long_step.lower(fresh(), tasks, key, np.int32(5)).compile()
+    short, out = compiled(fresh(), tasks, key, np.int32(3))
+    self.assertEqual(int(short.step), 3)
+    chex.assert_trees_all_close(short.meta, three.meta, rtol=1e-5)
+    np.testing.assert_allclose(out.loss[:3], full.loss, rtol=1e-5)
+    np.testing.assert_array_equal(out.loss[3:], 0.0)  # steps not taken
+    whole, _ = compiled(fresh(), tasks, key, np.int32(5))
+    self.assertEqual(int(whole.step), 5)
+
+
 class ValidationTest(parameterized.TestCase):
 
   def setUp(self):
