@@ -20,6 +20,17 @@ idle cores; docs/benchmarks.md, "ResNet-12: MAML against FOMAML"):
       --modes=tuned,tuned+remat,tuned+blockremat --warmup=1 --chunks=3 \
       --steps_per_chunk=2 --output_dir=runs/benchmark_resnet12
 
+Side by side with a PyTorch peer (MAML as a PyTorch user writes it,
+``metalearn/benchmark/torch_peer.py``, run with another interpreter that has
+torch; docs/performance.md, "Measuring against PyTorch"): with
+``--peer_python``, each workload is also timed by the peer in the same run,
+and every row gets the peer's tasks/s and metalearn / PyTorch:
+
+  python3 -m venv /tmp/torch-peer
+  /tmp/torch-peer/bin/pip install "torch==2.13.0+cpu"
+  python experiments/benchmark.py --algorithms=maml,fomaml --filters=32 \
+      --inner_steps=5 --modes=tuned --peer_python=/tmp/torch-peer/bin/python
+
 Modes are ``plain`` or ``tuned`` with ``+``-joined knobs (``unroll``,
 ``remat``, ``bf16``, ``shard``, ``map``, ``mm``, ``xla``, ``everyq``,
 ``spcN``, ``blockremat``); see ``metalearn.benchmark.parse_mode``.
@@ -77,6 +88,9 @@ _ISOLATE = flags.DEFINE_boolean(
     "isolate", True, "One process per row, so peak memory is the row's own.")
 _APPEND = flags.DEFINE_boolean("append", False,
                                "Append to an existing results.jsonl.")
+_PEER_PYTHON = flags.DEFINE_string(
+    "peer_python", "", "A Python interpreter that has torch: each workload is "
+    "also timed by the PyTorch peer in the same run. Empty: no peer.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of parameters, data, tasks.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/benchmark",
                                   "Where results.jsonl and results.md go.")
@@ -95,8 +109,15 @@ def main(argv):
   modes = [benchmark.parse_mode(m) for m in _MODES.value]
   timing = benchmark.Timing(_WARMUP.value, _CHUNKS.value,
                              _STEPS_PER_CHUNK.value)
+  if _PEER_PYTHON.value:
+    try:
+      print("PyTorch peer: torch",
+            benchmark.check_peer_python(_PEER_PYTHON.value))
+    except ValueError as e:
+      sys.exit(f"error: {e}")
   rows = benchmark.run_grid(workloads, modes, timing, isolate=_ISOLATE.value,
-                            seed=_SEED.value, log=print)
+                            seed=_SEED.value, peer_python=_PEER_PYTHON.value,
+                            log=print)
   print(benchmark.write_results(rows, _OUTPUT_DIR.value,
                                 append=_APPEND.value))
 

@@ -38,11 +38,18 @@ run a grid), :mod:`~metalearn.benchmark.results` (rows, speedups, tables,
 files). :mod:`~metalearn.benchmark.memory` (``experiments/memory_vs_steps.py``)
 compiles the training meta-step at several inner steps and compares XLA's
 temp bytes, MAML's against iMAML's; nothing runs or is timed.
+:mod:`~metalearn.benchmark.peer` times the PyTorch peer
+(:mod:`~metalearn.benchmark.torch_peer`, a standalone script that only a
+subprocess with torch runs; metalearn never imports torch) on the same
+workloads in the same run: ``vs_peer`` is metalearn / PyTorch.
 """
 
 from metalearn.benchmark.measure import Timing
 from metalearn.benchmark.measure import measure
 from metalearn.benchmark.measure import run_grid
+from metalearn.benchmark.peer import check_peer_python
+from metalearn.benchmark.peer import measure_peer
+from metalearn.benchmark.peer import peer_command
 from metalearn.benchmark.results import Row
 from metalearn.benchmark.results import markdown_table
 from metalearn.benchmark.results import read_results

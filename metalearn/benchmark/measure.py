@@ -5,6 +5,8 @@ Rows are timed after warm-up over several chunks, each ended by
 ``.lower(...).compile()``. Memory comes from :mod:`metalearn.profiling`:
 XLA's scratch bytes of the step program and the runtime peak (a peak over
 the life of the process, so ``isolate=True`` gives each row a process).
+With ``peer_python``, :func:`run_grid` also times each workload with the
+PyTorch peer (:mod:`metalearn.benchmark.peer`) in the same run.
 """
 
 import functools
@@ -15,6 +17,7 @@ import jax
 import numpy as np
 import optax
 
+from metalearn.benchmark import peer as peer_lib
 from metalearn.benchmark import plain
 from metalearn import precision
 from metalearn import profiling
@@ -237,9 +240,25 @@ def _summary(row: Row) -> str:
              f"{row.compile_s:.1f}s"))
 
 
+def _peer_rows(rows: Sequence[Row], peer_python: str, w: Workload,
+               timing: Timing, seed: int,
+               log: Optional[Callable[[str], None]]) -> list[Row]:
+  """``rows`` of ``w`` with the PyTorch peer's measurement (or error)."""
+  try:
+    rows = peer_lib.with_peer(
+        rows, peer_lib.measure_peer(peer_python, w, timing, seed))
+  except (RuntimeError, ValueError, KeyError, TypeError) as e:
+    rows = peer_lib.with_peer(rows, error=_error_text(e))
+  if log:
+    log(f"{w.algorithm} T={w.meta_batch_size} PyTorch peer: "
+        + (rows[0].peer_error or f"{rows[0].peer_tasks_per_s:.1f} tasks/s, "
+           f"{rows[0].peer}"))
+  return rows
+
+
 def run_grid(workloads: Sequence[Workload], modes: Sequence[Mode],
              timing: Timing = Timing(), *, isolate: bool = False,
-             seed: int = 0,
+             seed: int = 0, peer_python: str = "",
              log: Optional[Callable[[str], None]] = None) -> list[Row]:
   """Measures every workload in every mode; returns rows with speedups.
 
@@ -251,13 +270,28 @@ def run_grid(workloads: Sequence[Workload], modes: Sequence[Mode],
     isolate: one fresh process per row, so ``peak_bytes`` belongs to that row
       alone (and a crash or out-of-memory becomes an ``error`` row).
     seed: as in :func:`measure`.
+    peer_python: an interpreter that has torch, or empty. Given, each
+      workload is also timed by the PyTorch peer
+      (:mod:`metalearn.benchmark.peer`) in a subprocess with the same
+      timing, right after its rows, and the rows get its tasks/s and
+      ``vs_peer``; a failed peer run becomes ``peer_error``.
     log: called with a one-line summary after each row.
+
+  Raises:
+    ValueError: when ``peer_python`` is given but cannot import torch
+      (checked before anything is measured).
   """
+  if peer_python:
+    peer_lib.check_peer_python(peer_python)
   fn = _measure_isolated if isolate else _measure_safe
   rows = []
   for w in workloads:
+    own = []
     for mode in modes:
-      rows.append(fn(w, mode, timing, seed))
+      own.append(fn(w, mode, timing, seed))
       if log:
-        log(_summary(rows[-1]))
+        log(_summary(own[-1]))
+    if peer_python:
+      own = _peer_rows(own, peer_python, w, timing, seed, log)
+    rows += own
   return with_speedups(rows)

@@ -17,7 +17,9 @@ class Row(NamedTuple):
   The workload fields are those of
   :class:`metalearn.benchmark.workloads.Workload`; times are seconds per
   meta-step, memory is in bytes; ``widths`` is ResNet-12's, dash-joined
-  (empty for conv-4).
+  (empty for conv-4). The ``peer`` fields are those of the PyTorch peer
+  (:mod:`metalearn.benchmark.peer`) timed on the same workload in the same
+  run: ``vs_peer`` is ``tasks_per_s`` over ``peer_tasks_per_s``.
   """
   algorithm: str
   mode: str
@@ -54,6 +56,11 @@ class Row(NamedTuple):
   widths: str = ""
   image_size: int = 28
   channels: int = 1
+  peer: str = ""
+  peer_tasks_per_s: Optional[float] = None
+  peer_step_s_median: Optional[float] = None
+  vs_peer: Optional[float] = None
+  peer_error: Optional[str] = None
 
 
 def _workload_key(r: Row) -> tuple:
@@ -88,30 +95,52 @@ def _model_cell(r: Row) -> str:
   return f"{name} {r.image_size}x{r.image_size}x{r.channels}"
 
 
-def _table_line(r: Row) -> str:
-  """One row of the markdown table (the error in place of the numbers)."""
+_PEER_HEAD = " PyTorch tasks/s | metalearn / PyTorch |"
+
+
+def _peer_cells(r: Row) -> str:
+  """The two peer columns: the peer's tasks/s and ours over it."""
+  if r.peer_error:
+    return f" peer error: {r.peer_error} | |"
+  rate = "" if r.peer_tasks_per_s is None else f"{r.peer_tasks_per_s:.1f}"
+  ratio = "" if r.vs_peer is None else f"{r.vs_peer:.2f}x"
+  return f" {rate} | {ratio} |"
+
+
+def _table_line(r: Row, peer: bool = False) -> str:
+  """One row of the markdown table (the error in place of the numbers),
+  with the peer columns if ``peer``."""
   lead = (f"| {r.algorithm} | {r.mode} | {r.meta_batch_size} | "
           f"{r.n_way}-{r.k_shot}-{r.n_query} | {r.inner_steps} | "
           f"{_model_cell(r)} | {r.conv_impl} | {r.devices} | ")
+  tail = _peer_cells(r) if peer else ""
   if r.error:
-    return lead + f"error: {r.error} |" + " |" * 6
+    return lead + f"error: {r.error} |" + " |" * 5 + tail
   speedup = "" if r.speedup is None else f"{r.speedup:.2f}x"
   return (lead + f"{r.tasks_per_s:.1f} | {r.step_s_median:.4f} "
           f"[{r.step_s_p25:.4f}, {r.step_s_p75:.4f}] | {speedup} | "
           f"{r.compile_s:.1f} | {_mib(r.xla_temp_bytes)} | "
-          f"{_mib(r.peak_bytes)} |")
+          f"{_mib(r.peak_bytes)} |" + tail)
 
 
 def markdown_table(rows: Sequence[Row]) -> str:
-  """The rows as a markdown table, with the platform and memory sources."""
-  lines = [_HEAD, "|" + "---|" * _HEAD.count(" | ") + "---|"]
-  lines += [_table_line(r) for r in rows]
+  """The rows as a markdown table, with the platform and memory sources.
+
+  With a PyTorch peer in any row, two more columns: the peer's tasks/s on
+  the same workload and ``vs_peer`` (metalearn / PyTorch).
+  """
+  peer = any(r.peer or r.peer_error for r in rows)
+  head = _HEAD + (_PEER_HEAD if peer else "")
+  lines = [head, "|" + "---|" * (head.count(" | ") + 1)]
+  lines += [_table_line(r, peer) for r in rows]
   kinds = sorted({f"{r.platform} ({r.device_kind})" for r in rows
                   if r.platform})
   sources = sorted({r.peak_source for r in rows if r.peak_source})
+  peers = sorted({r.peer for r in rows if r.peer})
   notes = (f"\nDevice: {', '.join(kinds)}; jax {jax.__version__}. Peak memory: "
            f"{', '.join(sources) or 'n/a'}. Timed chunks per row: "
-           f"{max((r.chunks for r in rows), default=0)}.\n")
+           f"{max((r.chunks for r in rows), default=0)}."
+           + (f" Peer: {', '.join(peers)}." if peers else "") + "\n")
   return "\n".join(lines) + "\n" + notes
 
 
