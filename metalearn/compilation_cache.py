@@ -1,4 +1,5 @@
-"""JAX's persistent compilation cache, where metalearn keeps it.
+"""Compiling: JAX's persistent compilation cache, where metalearn keeps it,
+and XLA options that trade run time for compile time.
 
 Compiled programs are written to ``$METALEARN_JAX_CACHE_DIR`` (default
 ``~/.cache/metalearn/jax``), so a second run of the same command, or a
@@ -12,6 +13,12 @@ from typing import Optional
 import jax
 
 JAX_CACHE_DIR_ENV = "METALEARN_JAX_CACHE_DIR"
+
+# XLA's CPU backend without LLVM's optimisation passes and with its older
+# fusion emitters: a meta-step compiles several times faster, and may run
+# slower (``experiments/benchmark.py``'s ``fastcc`` knob measures both).
+FAST_CPU_COMPILE = {"xla_backend_optimization_level": 0,
+                    "xla_cpu_use_fusion_emitters": False}
 
 
 def default_dir() -> Path:

@@ -31,6 +31,7 @@ def test_parse_mode():
   assert benchmark.parse_mode("tuned+everyq").every_query
   assert benchmark.parse_mode("tuned+blockremat").block_remat
   assert benchmark.parse_mode("tuned+bodyloop").body_loop
+  assert benchmark.parse_mode("tuned+fastcc").fast_compile
   mode = benchmark.parse_mode("tuned+remat+spc4+shard+bf16+unroll+map")
   assert (mode.remat, mode.shard, mode.bf16, mode.unroll, mode.map) == (
       True, True, True, True, True)
@@ -184,6 +185,17 @@ def test_anil_rows_agree_across_implementations():
   assert plain.error is None and tuned.error is None and loop.error is None
   assert plain.final_loss == pytest.approx(tuned.final_loss, rel=1e-4)
   assert plain.final_loss == pytest.approx(loop.final_loss, rel=1e-4)
+
+
+def test_fast_compile_gives_the_same_step():
+  # XLA's cheaper compile is a speed trade, not another computation.
+  tuned, fast = benchmark.run_grid(
+      [_TINY._replace(algorithm="maml")],
+      [benchmark.parse_mode(m) for m in ("tuned", "tuned+fastcc")],
+      benchmark.Timing(1, 1, 1))
+  assert tuned.error is None and fast.error is None
+  assert fast.mode == "tuned+fastcc"
+  assert fast.final_loss == pytest.approx(tuned.final_loss, rel=1e-4)
 
 
 def test_write_results(tiny_rows, tmp_path):

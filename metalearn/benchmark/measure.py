@@ -19,6 +19,7 @@ import optax
 
 from metalearn.benchmark import peer as peer_lib
 from metalearn.benchmark import plain
+from metalearn import compilation_cache
 from metalearn import precision
 from metalearn import profiling
 from metalearn import schedules
@@ -103,7 +104,8 @@ def _build_tuned(w: Workload, mode: Mode, p: Problem, state, key: Array,
   state = sharding.replicate(state, mesh)
   data = sharding.replicate(p.data, mesh)
   start = time.perf_counter()
-  compiled = step.lower(state, data, key).compile()
+  compiled = step.lower(state, data, key).compile(
+      compilation_cache.FAST_CPU_COMPILE if mode.fast_compile else None)
   compile_s = time.perf_counter() - start
 
   def run(state):

@@ -83,6 +83,7 @@ class Mode(NamedTuple):
   steps_per_call: int = 1
   block_remat: bool = False
   body_loop: bool = False
+  fast_compile: bool = False
 
   @property
   def plain(self) -> bool:
@@ -99,6 +100,8 @@ def _apply_knob(mode: Mode, knob: str, spec: str) -> Mode:
     return mode._replace(block_remat=True)
   if knob == "bodyloop":
     return mode._replace(body_loop=True)
+  if knob == "fastcc":
+    return mode._replace(fast_compile=True)
   if knob in ("mm", "xla"):
     return mode._replace(conv="matmul" if knob == "mm" else "xla")
   if knob.startswith("spc") and knob[3:].isdigit() and int(knob[3:]) > 0:
@@ -118,7 +121,9 @@ def parse_mode(spec: str) -> Mode:
   it: measures that lever), ``spcN`` (N meta-steps per call),
   ``blockremat`` (ResNet-12 only: ``nn.remat`` each residual block),
   ``bodyloop`` (ANIL adapts its head through the whole model at every inner
-  step instead of running the body once per task: measures that lever).
+  step instead of running the body once per task: measures that lever),
+  ``fastcc`` (compile with :data:`metalearn.compilation_cache.FAST_CPU_COMPILE`:
+  measures compile time against run time).
 
   Raises:
     ValueError: naming the mode, for an unknown head or knob.
@@ -129,7 +134,7 @@ def parse_mode(spec: str) -> Mode:
   if head != "tuned":
     raise ValueError(f"mode {spec!r}: expected 'plain' or 'tuned[+knob...]' "
                      "with knobs unroll, remat, bf16, shard, map, mm, xla, "
-                     "everyq, spcN, blockremat, bodyloop.")
+                     "everyq, spcN, blockremat, bodyloop, fastcc.")
   mode = Mode(spec.strip())
   for knob in knobs:
     mode = _apply_knob(mode, knob, spec)
