@@ -3,18 +3,12 @@
 import fcntl
 import os
 
+from tests import xla_flags
+
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# Compiling dominates this suite's time, running its tiny programs does not:
-# XLA's CPU backend without LLVM optimisation and with its older fusion
-# emitters compiles a MAML++ meta-step about six times faster. The numbers
-# the tests check do not depend on it. Subprocesses and notebook kernels
-# inherit it through the environment.
-TEST_XLA_FLAGS = ("--xla_backend_optimization_level=0",
-                  "--xla_cpu_use_fusion_emitters=false")
-os.environ["XLA_FLAGS"] = " ".join(
-    [os.environ.get("XLA_FLAGS", "")]
-    + [f for f in TEST_XLA_FLAGS if f not in os.environ.get("XLA_FLAGS", "")]
-).strip()
+# Fast compiles, slow runs: see tests/xla_flags.py.
+os.environ["XLA_FLAGS"] = xla_flags.with_fast_compile(
+    os.environ.get("XLA_FLAGS", ""))
 
 import jax  # pylint: disable=g-import-not-at-top
 

@@ -26,12 +26,17 @@ import nbclient
 import nbformat
 import pytest
 
+from tests import xla_flags
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 NAMES = ("maml_on_omniglot", "mamlpp_on_omniglot",
          "anil_adaptive_on_omniglot", "sinusoid_regression")
 # Notebooks without Omniglot: no data extra, no cache.
 WITHOUT_OMNIGLOT = ("sinusoid_regression",)
+# Notebooks whose time goes into running rather than compiling: their
+# kernels get XLA's full optimisation (tests/xla_flags.py).
+RUN_BOUND = ("sinusoid_regression",)
 CELL_TIMEOUT_S = 900
 REPO = "https://github.com/metalearn-dev/metalearn"
 COLAB = ("https://colab.research.google.com/github/metalearn-dev/metalearn/"
@@ -128,6 +133,8 @@ def test_notebook_uses_current_api_names(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs_at_small_size(name, request, tmp_path):
   env = kernel_env()
+  if name in RUN_BOUND:
+    env = xla_flags.optimising(env)
   if name not in WITHOUT_OMNIGLOT:
     env["METALEARN_CACHE_DIR"] = str(
         request.getfixturevalue("omniglot_cache_dir"))
