@@ -35,6 +35,7 @@ from metalearn.step import MetaState
 from metalearn.step import StepOutput
 from metalearn.step import init_meta_state
 from metalearn.step import make_meta_step
+from metalearn.types import EpisodeMask
 from metalearn.types import MetaParams
 from metalearn.types import StepMetrics
 from metalearn.types import Task

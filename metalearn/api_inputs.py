@@ -58,7 +58,8 @@ def as_task_batch(value, what: str,
   if not isinstance(value, Task):
     raise ValueError(f"{what} must be a metalearn.Task batch; got "
                      f"{type(value).__name__}.")
-  batch = Task(*(jnp.asarray(x) for x in value))
+  batch = Task(*(jnp.asarray(x) for x in value[:4]),
+               jax.tree.map(jnp.asarray, value.mask))
   if batch.support_y.ndim == 1:
     raise ValueError(f"{what} is a single task (support_y has shape "
                      f"{batch.support_y.shape}); add a leading task axis, "

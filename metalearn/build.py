@@ -24,8 +24,10 @@ from metalearn import distributed
 from metalearn import ensemble as ensemble_lib
 from metalearn import evaluate as evaluate_lib
 from metalearn import inner_lrs as inner_lrs_lib
+from metalearn import masking
 from metalearn import objectives
 from metalearn import precision
+from metalearn import proto
 from metalearn import rules
 from metalearn import schedules
 from metalearn import sharding
@@ -33,6 +35,7 @@ from metalearn import step as step_lib
 from metalearn import trainer
 from metalearn.data import augment
 from metalearn.data import registry as datasets
+from metalearn.data import shapes
 from metalearn.models import Model
 from metalearn.models import registry as models
 from metalearn.types import PyTree, Task
@@ -160,12 +163,21 @@ class Experiment(NamedTuple):
 
 def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
   """Loads the data and builds model, optimizer and fixed task sets
-  (``config.augment`` is checked first: it never touches these sets)."""
+  (``config.augment`` is checked first: it never touches these sets).
+
+  Val and test tasks of fewer classes than the head (``eval_n_way <
+  n_way``) carry a mask with every entry real, so that the head's other
+  classes get no probability (:func:`metalearn.masking.full_mask`).
+  """
   augment.check(config)
   parts = datasets.get(config.dataset).load(config)
+  val, test = parts.val_tasks, parts.test_tasks
+  if (objective(config).integer_targets
+      and shapes.eval_n_way(config) < config.n_way):
+    val = None if val is None else masking.full_mask(val)
+    test = masking.full_mask(test)
   return Experiment(build_model(config), build_optimizer(config),
-                    parts.train_data, parts.val_tasks, parts.test_tasks,
-                    build_plan(config))
+                    parts.train_data, val, test, build_plan(config))
 
 
 def body_head(config: ml_collections.ConfigDict,
@@ -239,22 +251,37 @@ def step_builder(config: ml_collections.ConfigDict, exp: Experiment,
                            task_sharding=split)
 
 
+def _wider(config: ml_collections.ConfigDict) -> bool:
+  """Val and test tasks have more classes than the head."""
+  return shapes.eval_n_way(config) > config.n_way
+
+
 def _eval_options(config: ml_collections.ConfigDict, exp: Experiment
                  ) -> dict:
-  """The evaluation keywords of ``config`` (one place for both below)."""
+  """The evaluation keywords of ``config`` (one place for both below).
+
+  Tasks of more classes than the head start from the prototype head of
+  their width (:func:`metalearn.proto.at_width`), read from the body.
+  """
+  inner, split = inner_update(config), body_head(config, exp.model)
+  if _wider(config):
+    inner = proto.at_width(inner, shapes.eval_n_way(config))
+    if split is None and exp.model.body is not None:
+      split = core.BodyHead(exp.model.body, exp.model.head)
   return dict(
       inner_steps=config.eval_inner_steps, step_aware=exp.model.step_aware,
       batching=config.batching, chunk_size=config.eval_chunk_size,
-      objective=objective(config), body_head=body_head(config, exp.model),
-      inner=inner_update(config))
+      objective=objective(config), body_head=split, inner=inner)
 
 
 def evaluate_meta(config: ml_collections.ConfigDict, exp: Experiment, meta,
                   tasks: Task) -> evaluate_lib.EvalResult:
   """Adapts ``meta`` to ``tasks`` with ``config.eval_inner_steps`` steps of
-  the config's inner update."""
+  the config's inner update (from a prototype head when the tasks have more
+  classes than the head: no ``task_initial_*`` scores then)."""
   return evaluate_lib.evaluate(exp.model.apply, meta.params, meta.inner_lrs,
-                               tasks, **_eval_options(config, exp))
+                               tasks, initial=not _wider(config),
+                               **_eval_options(config, exp))
 
 
 def evaluate_ensemble(config: ml_collections.ConfigDict, exp: Experiment,

@@ -31,6 +31,7 @@ from metalearn import runs
 from metalearn import train
 from metalearn import workdir as workdir_lib
 from metalearn.data import registry as datasets
+from metalearn.data import shapes
 from metalearn.models import registry as models
 
 REFERENCE = "maml"
@@ -67,11 +68,17 @@ def _final_train_loss(config, metrics: runs.Metrics) -> Optional[float]:
   return float(np.mean(recent)) if recent else None
 
 
+def _bounds(low_high: tuple[int, int]) -> str:
+  """``5`` for a fixed size, ``2..5`` for sizes drawn per episode."""
+  low, high = low_high
+  return f"{high}" if low == high else f"{low}..{high}"
+
+
 def record(config, summary: dict, test, metrics: runs.Metrics,
            memory: dict, wall_s: float) -> report.AlgorithmResult:
   """One algorithm's record from its run's summary, test and metrics."""
   alg = algorithms.get(config.algorithm)
-  chance = 1.0 / config.n_way
+  chance = 1.0 / shapes.eval_n_way(config)
   tasks = (summary["meta_steps"] - summary["resumed_from"]) * (
       config.meta_batch_size)
   train_step, train_loss = metrics.column("last_step_loss")
@@ -151,11 +158,16 @@ def describe(c: ml_collections.ConfigDict) -> str:
             else "fresh training tasks every meta-step")
   inner = (f"SGD lr {c.inner_lr}" if c.inner_optimizer == "sgd"
            else f"Adam lr {c.inner_adam_lr} (beta1 0)")
-  return (f"{datasets.get(c.dataset).description}, {c.n_way}-way "
-          f"{c.k_shot}-shot{', rotations' if c.rotate else ''}; {source}; "
-          f"{c.meta_steps} meta-steps of {c.meta_batch_size} tasks "
+  ways, shots = shapes.train_ways(c), shapes.train_shots(c)
+  tested = (shapes.eval_n_way(c), shapes.eval_k_shot(c))
+  test_shape = ("" if tested == (c.n_way, c.k_shot)
+                else f"{tested[0]}-way {tested[1]}-shot, ")
+  return (f"{datasets.get(c.dataset).description}, {_bounds(ways)}-way "
+          f"{_bounds(shots)}-shot{', rotations' if c.rotate else ''}; "
+          f"{source}; {c.meta_steps} meta-steps of {c.meta_batch_size} tasks "
           f"({c.n_query} query/class); {c.test_tasks} test tasks "
-          f"({c.eval_n_query} query/class, {c.eval_inner_steps} inner steps);"
+          f"({test_shape}{c.eval_n_query} query/class, {c.eval_inner_steps} "
+          "inner steps);"
           f" inner {inner} x {c.inner_steps} steps; outer "
           f"{_OPTIMIZER_NAMES.get(c.outer_optimizer, c.outer_optimizer)} lr "
           f"{c.outer_lr} ({c.lr_schedule}); "

@@ -17,6 +17,7 @@ from metalearn import plugins
 from metalearn import rules
 from metalearn.data import augment
 from metalearn.data import registry as datasets
+from metalearn.data import shapes
 from metalearn.models import registry as models
 from metalearn.models.conv4 import CONV_IMPLS
 from metalearn.precision import COMPUTE_DTYPES
@@ -83,6 +84,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                   f"must be in (0, outer_lr={config.outer_lr}]")
   dataset.check(config)
   augment.check(config)
+  _check_episode_shapes(config, dataset)
   _positive(config, "imaml_lambda")
   _int_at_least(config, "imaml_cg_steps", 1)
   if config.train_pool and config.train_pool < config.meta_batch_size:
@@ -90,6 +92,44 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                 f"must be 0 (fresh tasks) or >= meta_batch_size="
                 f"{config.meta_batch_size}")
   _int_at_least(config, "devices", 0)
+
+
+SHAPE_FIELDS = ("min_n_way", "min_k_shot", "eval_n_way", "eval_k_shot")
+
+
+def _check_episode_shapes(config: ml_collections.ConfigDict,
+                          dataset: datasets.Dataset) -> None:
+  """Episodes of any way and shot (:mod:`metalearn.data.shapes`): each
+  bound in range, served by the dataset and the algorithm."""
+  for field in SHAPE_FIELDS:
+    _int_at_least(config, field, 0)
+  for field, most, low in (("min_n_way", "n_way", 2),
+                           ("min_k_shot", "k_shot", 1)):
+    if config[field] and not low <= config[field] <= config[most]:
+      raise _fail(field, config[field],
+                  f"must be 0 (every task has {most}) or an integer in "
+                  f"[{low}, {most}={config[most]}]")
+  if config.eval_n_way == 1:
+    raise _fail("eval_n_way", 1, "must be 0 (n_way) or an integer >= 2")
+  used = [f for f in SHAPE_FIELDS if config[f]]
+  if used and not dataset.any_shape:
+    raise _fail(used[0], config[used[0]],
+                f"must be 0: dataset {config.dataset!r} draws tasks of one "
+                "shape (episodes of any way and shot need an image dataset, "
+                "metalearn.data.image_dataset)")
+  wider = shapes.eval_n_way(config) > config.n_way
+  algorithm = algorithms.get(config.algorithm)
+  if wider and algorithm.per_step_bn:
+    raise _fail("eval_n_way", config.eval_n_way,
+                f"must be <= n_way={config.n_way} for {config.algorithm}: "
+                "its per-step batch norm leaves the model no body for the "
+                "prototype head of a wider task; train with n_way >= "
+                "eval_n_way (and min_n_way for smaller training tasks)")
+  if config.ensemble_top_k > 1 and shapes.eval_n_way(config) != config.n_way:
+    raise _fail("eval_n_way", config.eval_n_way,
+                f"must be 0 or n_way={config.n_way} with ensemble_top_k="
+                f"{config.ensemble_top_k} (the ensemble scores the head as "
+                "trained)")
 
 
 def _check_model_and_loss(config: ml_collections.ConfigDict) -> None:

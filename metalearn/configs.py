@@ -56,9 +56,18 @@ def base() -> ml_collections.ConfigDict:
   c.rotate = True           # 90-degree rotations as new training classes.
   c.augment = ()            # training tasks only, in order: crop | flip |
                             # rotate (metalearn.data.augment).
-  c.n_way = 5
-  c.k_shot = 1
+  c.n_way = 5               # classes per training task (the most, and the
+                            # head's width, when min_n_way is set).
+  c.k_shot = 1              # support images per class (the most, when
+                            # min_k_shot is set).
   c.n_query = 1             # query images per class while training.
+  c.min_n_way = 0           # >0: each training task draws its way uniformly
+                            # in [min_n_way, n_way] (metalearn.data.shapes).
+  c.min_k_shot = 0          # >0: and its shot in [min_k_shot, k_shot].
+  c.eval_n_way = 0          # classes of val/test tasks; 0: n_way. Above
+                            # n_way each task starts from a prototype head.
+  c.eval_k_shot = 0         # support images per class of val/test tasks;
+                            # 0: k_shot.
   c.eval_n_query = 15       # query images per class for val/test tasks.
   c.train_pool = 0          # >0: train on a fixed pool of this many tasks.
   # Model and loss.

@@ -23,6 +23,7 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+from metalearn import masking
 from metalearn import objectives
 from metalearn.objectives import CLASSIFICATION, Objective
 from metalearn.types import ApplyFn, Array, PyTree, StepMetrics, Task
@@ -85,10 +86,12 @@ def validate_task(task: Task, *, batched: bool = False,
 
   Raises:
     ValueError: naming the field when inputs and targets disagree on their
-      leading sizes, or a classification task's labels are not integers
-      [N] (targets of other objectives may have trailing axes).
+      leading sizes, a classification task's labels are not integers [N]
+      (targets of other objectives may have trailing axes), or a padded
+      task's mask is not bool with the targets' leading sizes.
   """
   lead = 2 if batched else 1
+  masking.check_mask(task, lead)
   for x_name, y_name in (("support_x", "support_y"), ("query_x", "query_y")):
     x, y = getattr(task, x_name), getattr(task, y_name)
     if objective.integer_targets:
@@ -128,7 +131,13 @@ class TaskLosses(NamedTuple):
 def task_losses(apply_fn: ApplyFn, task: Task, *, objective: Objective,
                 step_aware: bool) -> TaskLosses:
   """The support loss and query metrics of ``task`` that every inner loop
-  (SGD, Adam, proximal SGD) evaluates; a step-aware model gets the step."""
+  (SGD, Adam, proximal SGD) evaluates; a step-aware model gets the step.
+  A padded task (``task.mask``) scores its real entries only
+  (:func:`metalearn.masking.task_losses`)."""
+  if task.mask is not None:
+    return TaskLosses(*masking.task_losses(
+        apply_fn, task, objective=objective, step_aware=step_aware))
+
   def call(p, x, step):
     return apply_fn(p, x, step) if step_aware else apply_fn(p, x)
 
@@ -353,8 +362,8 @@ def task_runner(apply_fn: ApplyFn, params: PyTree, inner_lrs: PyTree, *,
   check_head_only(inner_lrs)
 
   def run(task: Task):
-    features = task._replace(support_x=body_head.body(params, task.support_x),
-                             query_x=body_head.body(params, task.query_x))
+    support, query = masking.body_features(body_head.body, params, task)
+    features = task._replace(support_x=support, query_x=query)
     return adapt_fn(body_head.head, params, inner_lrs, features,
                     **adapt_kwargs)
   return run

@@ -10,6 +10,7 @@ import numpy as np
 
 from metalearn import core
 from metalearn import inner_lrs as inner_lrs_lib
+from metalearn import masking
 from metalearn import rules
 from metalearn.objectives import CLASSIFICATION, Objective
 from metalearn.types import ApplyFn, PyTree, Task
@@ -84,8 +85,13 @@ def _initial_metrics(apply_fn, params, tasks, *, step_aware, batching,
                      objective):
   """Query loss and metric (or None) of every task before adaptation."""
   def score(task):
-    out = (apply_fn(params, task.query_x, 0) if step_aware
-           else apply_fn(params, task.query_x))
+    kw = masking.model_kwargs(None if task.mask is None else task.mask.query)
+    out = (apply_fn(params, task.query_x, 0, **kw) if step_aware
+           else apply_fn(params, task.query_x, **kw))
+    if task.mask is not None:
+      return tuple(masking.scores(
+          objective, out, task.query_y, task.mask.query,
+          masking.task_present(task, objective, out.shape[-1])))
     metric = (None if objective.metric is None
               else objective.metric(out, task.query_y))
     return objective.loss(out, task.query_y), metric
@@ -144,7 +150,8 @@ def evaluate(apply_fn: ApplyFn,
              batching: str = "vmap",
              objective: Objective = CLASSIFICATION,
              body_head: Optional[core.BodyHead] = None,
-             inner: Optional[rules.InnerUpdate] = None) -> EvalResult:
+             inner: Optional[rules.InnerUpdate] = None,
+             initial: bool = True) -> EvalResult:
   """Adapts to every task of a fixed set and scores the query sets.
 
   Args:
@@ -163,6 +170,9 @@ def evaluate(apply_fn: ApplyFn,
       static arguments).
     inner: how each task adapts (:class:`metalearn.rules.InnerUpdate`,
       hashable: a static argument); default SGD with ``inner_lrs``.
+    initial: also score the query sets with ``params`` as they are, before
+      any step (``task_initial_*``); ``False`` leaves those ``None`` (when
+      ``inner`` gives each task another head, :func:`metalearn.proto.at_width`).
 
   Returns:
     An :class:`EvalResult`.
@@ -170,7 +180,7 @@ def evaluate(apply_fn: ApplyFn,
   check_options(inner_steps, batching)
   lrs = inner_lrs_lib.extend_inner_lrs(inner_lrs, inner_steps)
   num_tasks = int(tasks.support_y.shape[0])
-  losses, accs, initial = [], [], []
+  losses, accs, before = [], [], []
   for part, n in task_chunks(tasks, chunk_size):
     metrics = _chunk_metrics(apply_fn, params, lrs, part,
                              step_aware=step_aware, batching=batching,
@@ -179,9 +189,10 @@ def evaluate(apply_fn: ApplyFn,
     losses.append(np.asarray(metrics.loss)[:n])
     if metrics.accuracy is not None:
       accs.append(np.asarray(metrics.accuracy)[:n])
-    initial.append(jax.tree.map(lambda x: np.asarray(x)[:n], _initial_metrics(
-        apply_fn, params, part, step_aware=step_aware, batching=batching,
-        objective=objective)))
+    if initial:
+      before.append(jax.tree.map(lambda x: np.asarray(x)[:n], _initial_metrics(
+          apply_fn, params, part, step_aware=step_aware, batching=batching,
+          objective=objective)))
   loss = np.concatenate(losses)
   acc = np.concatenate(accs) if accs else None
   final = None if acc is None else acc[:, -1]
@@ -194,9 +205,10 @@ def evaluate(apply_fn: ApplyFn,
       step_loss=loss.mean(axis=0), task_accuracy=final, task_step_loss=loss,
       num_tasks=num_tasks, inner_steps=inner_steps,
       loss_ci95=ci95(loss[:, -1]),
-      task_initial_loss=np.concatenate([l for l, _ in initial]),
-      task_initial_accuracy=None if acc is None else np.concatenate(
-          [a for _, a in initial]),
+      task_initial_loss=(np.concatenate([l for l, _ in before])
+                         if initial else None),
+      task_initial_accuracy=None if acc is None or not initial else
+      np.concatenate([a for _, a in before]),
       task_step_accuracy=acc)
 
 

@@ -38,7 +38,7 @@ ALLOW = "allow_config_change"
 TRAINING_FIELDS = frozenset({
     # What is learned, and from what.
     "algorithm", "plugins", "dataset", "rotate", "augment", "n_way",
-    "k_shot", "n_query", "train_pool", "seed",
+    "k_shot", "n_query", "min_n_way", "min_k_shot", "train_pool", "seed",
     "image_size", "channels", "split_fractions", "tfds_name",
     # The model and its loss.
     "model", "filters", "num_blocks", "widths", "hidden", "activation",
@@ -53,7 +53,8 @@ TRAINING_FIELDS = frozenset({
     # Validation picks the best checkpoint(s); evaluation protocol. A
     # changed ensemble_top_k would mix top-k lists (checkpoints beyond the
     # old k are already gone).
-    "val_tasks", "eval_n_query", "eval_inner_steps", "ensemble_top_k",
+    "val_tasks", "eval_n_query", "eval_n_way", "eval_k_shot",
+    "eval_inner_steps", "ensemble_top_k",
 })
 
 RUNTIME_FIELDS = frozenset({

@@ -160,10 +160,11 @@ def implicit_gradient(outputs: OutputsFn, phi: PyTree, inner_lrs: PyTree,
   """One task's implicit meta-gradient at the adapted parameters ``phi``.
 
   Args:
-    outputs: ``outputs(params, x) -> [B, ...]``, the model.
+    outputs: ``outputs(params, x[, mask=]) -> [B, ...]``, the model.
     phi: the task's adapted parameters (the inner problem's solution).
     inner_lrs: which leaves the inner loop adapts (``None``: frozen).
-    task: the task (support and query sets).
+    task: the task (support and query sets; a padded one counts its real
+      entries only, :mod:`metalearn.masking`).
     lam, cg_steps: as in :func:`imaml`.
     objective: the loss of both loops.
 
@@ -173,10 +174,10 @@ def implicit_gradient(outputs: OutputsFn, phi: PyTree, inner_lrs: PyTree,
     ``phi`` and ``H`` the support loss's Hessian there.
   """
   phi = jax.lax.stop_gradient(phi)
-  g = jax.grad(lambda p: objective.loss(outputs(p, task.query_x),
-                                        task.query_y))(phi)
-  support_grad = jax.grad(
-      lambda p: objective.loss(outputs(p, task.support_x), task.support_y))
+  losses = core.task_losses(outputs, task, objective=objective,
+                            step_aware=False)
+  g = jax.grad(lambda p: losses.query_metrics(p, 0).loss)(phi)
+  support_grad = jax.grad(lambda p: losses.support_loss(p, 0))
 
   def hvp(v):
     return jax.jvp(support_grad, (phi,), (v,))[1]

@@ -29,7 +29,7 @@ def compute_in(apply_fn: Callable[..., Array],
   """``apply_fn`` computing in ``dtype``, with float32 logits out.
 
   Args:
-    apply_fn: ``apply(params, x[, step]) -> logits``.
+    apply_fn: ``apply(params, x[, step][, mask=]) -> logits``.
     dtype: ``float32`` (returns ``apply_fn`` itself) or ``bfloat16``.
 
   Returns:
@@ -43,8 +43,8 @@ def compute_in(apply_fn: Callable[..., Array],
   def cast(a):
     return a.astype(low) if jnp.issubdtype(a.dtype, jnp.floating) else a
 
-  def apply(params, x, *step):
-    logits = apply_fn(jax.tree.map(cast, params), cast(x), *step)
+  def apply(params, x, *step, **mask):
+    logits = apply_fn(jax.tree.map(cast, params), cast(x), *step, **mask)
     return logits.astype(jnp.float32)
 
   return apply

@@ -172,16 +172,6 @@ def as_images(x, what: str, input_shape: Optional[tuple] = None
   return jnp.asarray(x, jnp.float32)
 
 
-@functools.lru_cache(maxsize=None)
-def _prototype_apply(body: Callable) -> Callable:
-  """``apply(params, x)``: the body, then the dense ``params['head']`` of
-  any width."""
-  def apply(params, x):
-    head = params["head"]
-    return body(params, x) @ head["kernel"] + head["bias"][None, :]
-  return apply
-
-
 def prototype_head(body, params: PyTree, support_x, support_y, n: int
                   ) -> PyTree:
   """``params`` with the head ``W[:, k] = 2 c_k``, ``b_k = -||c_k||^2``,
@@ -189,18 +179,6 @@ def prototype_head(body, params: PyTree, support_x, support_y, n: int
   features = body(params, support_x).astype(jnp.float32)  # [S, F]
   protos = proto.prototypes(features, support_y, n)
   return {**params, "head": proto.prototype_head(protos, params["head"])}
-
-
-def _head_rates(inner_lrs: PyTree, n: int) -> PyTree:
-  """Per-element head rates [steps, ..., width] -> their class mean,
-  broadcast to n classes; per-tensor [steps] rates stay."""
-  def fit(lr):
-    if lr is None or jnp.ndim(lr) == 1:
-      return lr
-    mean = jnp.mean(lr, axis=-1, keepdims=True)
-    return jnp.broadcast_to(mean, (*jnp.shape(lr)[:-1], n))
-  head = jax.tree.map(fit, inner_lrs["head"], is_leaf=lambda x: x is None)
-  return {**inner_lrs, "head": head}
 
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "inner",
@@ -294,8 +272,8 @@ def adapt_and_predict(model, support_x, support_labels, query_x, *,
           "workdir) and a dense params['head'] (kernel, bias); step-aware "
           "models have no body.")
     params = prototype_head(found.body, params, support_x, y, n)
-    lrs = _head_rates(lrs, n)
-    apply_fn = _prototype_apply(found.body)
+    lrs = proto.head_rates(lrs, n)
+    apply_fn = proto.prototype_apply(found.body)
   if steps:
     params = _adapt(apply_fn, params,
                     inner_lrs_lib.extend_inner_lrs(lrs, steps), support_x, y,

@@ -17,16 +17,23 @@ examples of class ``k`` (``body(params, support_x)``, [S, F]).
 Both read the model's body and head (:class:`metalearn.core.BodyHead`, handed
 to the runner as ``body_head``; the head's parameters are ``params['head']``
 with ``kernel`` [F, n_way] and ``bias`` [n_way]); the class count is the
-head's ``n_way`` and labels are ``0..n_way-1``.
+head's ``n_way`` and labels are ``0..n_way-1``. :func:`at_width` evaluates
+at more classes than the head has: the prototype head then has that width
+(the MAML family starts each task from it, as Proto-MAML does). Padded
+tasks (``task.mask``) leave padded support examples out of the prototypes
+and hide absent classes (:mod:`metalearn.masking`).
 """
 
-from typing import Optional
+import functools
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
 
 from metalearn import core
+from metalearn import masking
 from metalearn import rules
+from metalearn.models.conv4 import dense_head
 from metalearn.objectives import CLASSIFICATION, Objective
 from metalearn.types import ApplyFn, Array, PyTree, StepMetrics, Task
 
@@ -69,13 +76,16 @@ def prototype_head(protos: Array, head: PyTree) -> PyTree:
               head["bias"].dtype)}
 
 
-def with_prototype_head(params: PyTree, protos: Array) -> PyTree:
+def with_prototype_head(params: PyTree, protos: Array, *,
+                        any_width: bool = False) -> PyTree:
   """``params`` whose ``'head'`` is the prototype classifier.
 
   Args:
     params: parameters with ``params['head']`` = ``{'kernel': [F, n_way],
       'bias': [n_way]}``.
-    protos: [n_way, F] prototypes.
+    protos: [n_way, F] prototypes ([N, F] for any N with ``any_width``:
+      the head becomes [F, N], for :func:`prototype_apply`).
+    any_width: allow another number of classes than the head's.
 
   Returns:
     ``params`` with ``kernel = 2 protos.T`` and ``bias = -||protos||^2``
@@ -83,10 +93,43 @@ def with_prototype_head(params: PyTree, protos: Array) -> PyTree:
   """
   head = params["head"]
   kernel = jnp.shape(head["kernel"])
-  if kernel != jnp.shape(protos)[::-1]:
+  want = jnp.shape(protos)[::-1]
+  if kernel[:1] != want[:1] or (kernel != want and not any_width):
     raise ValueError(f"the head's kernel has shape {kernel}, but the "
-                     f"prototypes make {jnp.shape(protos)[::-1]} ([F, n_way]).")
+                     f"prototypes make {want} ([F, n_way]).")
   return {**params, "head": {**head, **prototype_head(protos, head)}}
+
+
+@functools.lru_cache(maxsize=None)
+def prototype_apply(body: Callable) -> Callable:
+  """``apply(params, x, mask=None)``: the body, then the dense
+  ``params['head']`` of any width (one function per body, so that jitted
+  callers see the same static argument)."""
+  def apply(params, x, mask=None):
+    return dense_head(params, body(params, x, **masking.model_kwargs(mask)))
+  return apply
+
+
+def head_rates(inner_lrs: PyTree, n: int) -> PyTree:
+  """The inner rates of a head of ``n`` classes: per-element head rates
+  [steps, ..., width] become their class mean, broadcast to ``n``;
+  per-tensor [steps] rates stay."""
+  def fit(lr):
+    if lr is None or jnp.ndim(lr) == 1:
+      return lr
+    mean = jnp.mean(lr, axis=-1, keepdims=True)
+    return jnp.broadcast_to(mean, (*jnp.shape(lr)[:-1], n))
+  head = jax.tree.map(fit, inner_lrs["head"], is_leaf=lambda x: x is None)
+  return {**inner_lrs, "head": head}
+
+
+def _prototypes_of(split: core.BodyHead, params: PyTree, task: Task,
+                   classes: int) -> tuple[Array, Array]:
+  """(prototypes [classes, F], query features [Q, F]) of one task."""
+  support, query = masking.body_features(split.body, params, task)
+  labels = masking.real_labels(
+      task.support_y, None if task.mask is None else task.mask.support)
+  return prototypes(support, labels, classes), query
 
 
 def _split(body_head: Optional[core.BodyHead], what: str) -> core.BodyHead:
@@ -115,28 +158,34 @@ def _adapts_head_only(inner_lrs: PyTree) -> bool:
 def _protonet_runner(apply_fn: ApplyFn, params: PyTree, inner_lrs: PyTree, *,
                      body_head: Optional[core.BodyHead] = None,
                      objective: Objective = CLASSIFICATION,
-                     query_every_step: bool = True, **unused):
+                     query_every_step: bool = True,
+                     width: Optional[int] = None, **unused):
   """``run(task) -> (params with the prototype head, StepMetrics)``.
 
   No inner step: the metrics are the prototype classifier's, repeated over
   the ``[inner_steps]`` axis of ``inner_lrs`` (``[1]`` without
   ``query_every_step``) so that they have the shape of an inner loop's.
+  ``width``: the number of classes (default the head's).
   """
   del apply_fn, unused  # No step to take: first_order, remat, ... are moot.
   split = _split(body_head, "ProtoNet")
   _check_objective(objective, "ProtoNet")
   steps = core.validate_inner_lrs(params, inner_lrs)
   repeat = steps if query_every_step else 1
-  classes = n_way(params)
+  classes = width or n_way(params)
 
   def run(task: Task) -> tuple[PyTree, StepMetrics]:
     core.validate_task(task, objective=objective)
-    protos = prototypes(split.body(params, task.support_x), task.support_y,
-                        classes)
-    logits = distance_logits(split.body(params, task.query_x), protos)
-    metrics = StepMetrics(objective.loss(logits, task.query_y),
-                          objective.metric(logits, task.query_y))
-    return (with_prototype_head(params, protos),
+    protos, query = _prototypes_of(split, params, task, classes)
+    logits = distance_logits(query, protos)
+    if task.mask is None:
+      metrics = StepMetrics(objective.loss(logits, task.query_y),
+                            objective.metric(logits, task.query_y))
+    else:
+      metrics = masking.scores(
+          objective, logits, task.query_y, task.mask.query,
+          masking.task_present(task, objective, classes))
+    return (with_prototype_head(params, protos, any_width=width is not None),
             jax.tree.map(lambda m: jnp.broadcast_to(m, (repeat,)), metrics))
   return run
 
@@ -148,30 +197,51 @@ PROTONET = rules.InnerUpdate("prototypes", _protonet_runner)
 def _proto_maml_runner(apply_fn: ApplyFn, params: PyTree, inner_lrs: PyTree,
                        *, base: rules.InnerUpdate,
                        body_head: Optional[core.BodyHead] = None,
-                       objective: Objective = CLASSIFICATION, **options):
+                       objective: Objective = CLASSIFICATION,
+                       width: Optional[int] = None, **options):
   """``run(task)``: the head from the task's prototypes, then ``base``.
 
   When only the head adapts, ``base`` gets the body/head split (the body
   runs once per task); otherwise it adapts through the whole model.
+  ``width``: the number of classes (default the head's); another width
+  adapts :func:`prototype_apply` with :func:`head_rates`.
   """
   split = _split(body_head, "Proto-MAML")
   _check_objective(objective, "Proto-MAML")
+  any_width = width is not None
+  if any_width:
+    apply_fn, inner_lrs = prototype_apply(split.body), head_rates(inner_lrs,
+                                                                  width)
+    split = core.BodyHead(split.body, dense_head)
   inner_body_head = split if _adapts_head_only(inner_lrs) else None
-  classes = n_way(params)
+  classes = width or n_way(params)
 
   def run(task: Task):
-    protos = prototypes(split.body(params, task.support_x), task.support_y,
-                        classes)
-    start = with_prototype_head(params, protos)
+    protos, _ = _prototypes_of(split, params, task, classes)
+    start = with_prototype_head(params, protos, any_width=any_width)
     return base.make(apply_fn, start, inner_lrs, body_head=inner_body_head,
                      objective=objective, **options)(task)
   return run
 
 
-def prototype_init(base: rules.InnerUpdate) -> rules.InnerUpdate:
-  """Proto-MAML: ``base`` (SGD, Adam) starting from the prototype head."""
+def prototype_init(base: rules.InnerUpdate,
+                   width: Optional[int] = None) -> rules.InnerUpdate:
+  """Proto-MAML: ``base`` (SGD, Adam) starting from the prototype head (of
+  ``width`` classes; default the head's)."""
+  hyper = (("base", base),) + ((("width", width),) if width else ())
   return rules.InnerUpdate(f"prototypes+{base.name}", _proto_maml_runner,
-                           (("base", base),))
+                           hyper)
+
+
+def at_width(update: rules.InnerUpdate, width: int) -> rules.InnerUpdate:
+  """``update`` on tasks of ``width`` classes, another number than the
+  head's: ProtoNet and Proto-MAML take their prototypes at that width; any
+  other update starts each task from the prototype head of that width
+  (Proto-MAML's start, Triantafillou et al. 2020), the body's features of
+  the support set deciding the head the learned one cannot be."""
+  if update.runner in (_protonet_runner, _proto_maml_runner):
+    return update._replace(hyper=update.hyper + (("width", width),))
+  return prototype_init(update, width)
 
 
 def protomaml_inner(update: rules.InnerUpdate, config) -> rules.InnerUpdate:

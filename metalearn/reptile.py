@@ -19,14 +19,19 @@ import jax.numpy as jnp
 
 from metalearn import rules
 from metalearn.objectives import CLASSIFICATION, Objective
-from metalearn.types import ApplyFn, Array, PyTree, StepMetrics, Task
+from metalearn.types import ApplyFn, Array, EpisodeMask, PyTree, StepMetrics
+from metalearn.types import Task
 
 
 def training_task(task: Task) -> Task:
-  """One task whose support and query are both all of its examples."""
+  """One task whose support and query are both all of its examples (the
+  real ones of a padded task)."""
   x = jnp.concatenate([task.support_x, task.query_x])
   y = jnp.concatenate([task.support_y, task.query_y])
-  return Task(x, y, x, y)
+  if task.mask is None:
+    return Task(x, y, x, y)
+  real = jnp.concatenate([task.mask.support, task.mask.query])
+  return Task(x, y, x, y, EpisodeMask(real, real))
 
 
 def _move(problem: rules.Problem, trainable, tasks: Task, step_weights):

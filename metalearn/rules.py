@@ -135,9 +135,9 @@ class Problem(NamedTuple):
     adapt_batch: ``adapt_batch(params, inner_lrs, tasks) -> (adapted [T,
       ...], StepMetrics [T, inner_steps])``: every task adapted, query
       metrics after every step.
-    outputs: ``outputs(params, x [B, ...]) -> [B, ...]``, the model (a
-      step-aware one at inner step 0), for a rule that differentiates the
-      losses itself (:mod:`metalearn.imaml`).
+    outputs: ``outputs(params, x [B, ...][, mask=]) -> [B, ...]``, the
+      model (a step-aware one at inner step 0), for a rule that
+      differentiates the losses itself (:mod:`metalearn.imaml`).
     objective: the loss of both loops and the metric.
     batching: ``vmap`` or ``map`` over the tasks of a batch.
   """
@@ -173,10 +173,10 @@ def make_problem(apply_fn: ApplyFn, split: Callable[[PyTree], tuple], *,
       return jax.vmap(run)(tasks)
     return jax.lax.map(run, tasks)
 
-  def outputs(params, x):
+  def outputs(params, x, **mask):
     if options.get("step_aware", False):
-      return apply_fn(params, x, jnp.int32(0))
-    return apply_fn(params, x)
+      return apply_fn(params, x, jnp.int32(0), **mask)
+    return apply_fn(params, x, **mask)
   return Problem(split, meta_loss, adapt_batch, outputs,
                  options.get("objective", CLASSIFICATION), batching)
 

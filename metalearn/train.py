@@ -41,6 +41,7 @@ from metalearn import sharding
 from metalearn import step as step_lib
 from metalearn import trainer
 from metalearn import workdir as workdir_lib
+from metalearn.data import shapes
 
 
 def prepare_workdir(workdir: str | os.PathLike) -> Path:
@@ -120,6 +121,8 @@ def _summary(config, result: trainer.RunResult, test, used_best: bool,
       "algorithm": config.algorithm,
       "dataset": config.dataset,
       "n_way": config.n_way, "k_shot": config.k_shot,
+      "eval_n_way": shapes.eval_n_way(config),
+      "eval_k_shot": shapes.eval_k_shot(config),
       "meta_steps": step,
       "resumed_from": start,
       "train_seconds_this_run": result.train_seconds,

@@ -1,6 +1,6 @@
 """Small shared types: tasks, per-step metrics and meta-parameters."""
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 
@@ -11,6 +11,17 @@ PyTree = Any
 ApplyFn = Callable[..., Array]
 
 
+class EpisodeMask(NamedTuple):
+  """Which entries of a padded task are real (:mod:`metalearn.masking`).
+
+  Attributes:
+    support: bool [S], True for a real support example.
+    query: bool [Q], True for a real query example.
+  """
+  support: Array
+  query: Array
+
+
 class Task(NamedTuple):
   """One few-shot task; a batch of tasks has a leading task axis on each field.
 
@@ -19,11 +30,17 @@ class Task(NamedTuple):
     support_y: [S] integer labels in [0, n_way).
     query_x: [Q, *input_shape] query inputs.
     query_y: [Q] integer labels in [0, n_way).
+    mask: ``None`` when every entry is real (a fixed-shape task); an
+      :class:`EpisodeMask` for a task padded to a larger shape (an episode
+      of any way and shot): padded entries count in no loss, metric, batch
+      statistic or prototype, and a class without a real support example
+      gets no probability (:mod:`metalearn.masking`).
   """
   support_x: Array
   support_y: Array
   query_x: Array
   query_y: Array
+  mask: Optional[EpisodeMask] = None
 
 
 class StepMetrics(NamedTuple):

@@ -26,6 +26,7 @@ from metalearn.data import miniimagenet
 from metalearn.data import omniglot
 from metalearn.data import ragged
 from metalearn.data import registry
+from metalearn.data import shapes
 from metalearn.data import sinusoid
 from metalearn.data import synthetic
 from metalearn.data import tfds_images

@@ -20,6 +20,7 @@ import numpy as np
 from metalearn.data import episodes
 from metalearn.data import ragged
 from metalearn.data import registry
+from metalearn.data import shapes
 
 Config = ml_collections.ConfigDict
 
@@ -39,20 +40,29 @@ class Splits(NamedTuple):
   test: np.ndarray | ragged.RaggedClasses
 
 
+def _shot_field(config: Config, split: str) -> tuple[str, int]:
+  """The field naming a split's support examples per class, and its value:
+  ``k_shot`` for training, ``eval_k_shot`` when set for val / test."""
+  if split != "train" and config.get("eval_k_shot", 0):
+    return "eval_k_shot", config.eval_k_shot
+  return "k_shot", config.k_shot
+
+
 def check_examples_per_class(config: Config, dataset: str,
                              examples: Optional[int]) -> None:
-  """``k_shot + n_query`` and ``k_shot + eval_n_query`` fit ``examples``
-  (None: not known before loading; checked against the splits then)."""
+  """``k_shot + n_query`` and ``k_shot + eval_n_query`` (``eval_k_shot``
+  when set) fit ``examples`` (None: not known before loading; checked
+  against the splits then)."""
   if examples is None:
     return
-  for field, shots in (("n_query", config.k_shot + config.n_query),
-                       ("eval_n_query", config.k_shot + config.eval_n_query)):
-    if shots > examples:
+  for field, split in (("n_query", "train"), ("eval_n_query", "test")):
+    shot_field, shot = _shot_field(config, split)
+    if shot + config[field] > examples:
       raise registry.config_error(
           field, config[field],
-          f"k_shot + {field} must be <= {examples} (examples per class of "
-          f"{dataset!r}); with k_shot={config.k_shot} the valid range is "
-          f"[1, {examples - config.k_shot}]")
+          f"{shot_field} + {field} must be <= {examples} (examples per "
+          f"class of {dataset!r}); with {shot_field}={shot} the valid range "
+          f"is [1, {examples - shot}]")
 
 
 def check_against_splits(config: Config, splits: Splits) -> None:
@@ -71,17 +81,20 @@ def check_against_splits(config: Config, splits: Splits) -> None:
       raise fail("val_tasks", config.val_tasks,
                  f"the {config.dataset!r} split has no validation classes, "
                  "so val_tasks must be 0")
-    if config.n_way > classes:
-      raise fail("n_way", config.n_way,
+    way_field = ("eval_n_way" if name != "train"
+                 and config.get("eval_n_way", 0) else "n_way")
+    if config[way_field] > classes:
+      raise fail(way_field, config[way_field],
                  f"the {config.dataset!r} {name} split has {classes} "
                  f"classes, so the valid range is [2, {classes}]")
     field = "n_query" if name == "train" else "eval_n_query"
+    shot_field, shot = _shot_field(config, name)
     examples = int(ragged.class_sizes(getattr(splits, name)).min())
-    if config.k_shot + config[field] > examples:
+    if shot + config[field] > examples:
       raise fail(field, config[field],
                  f"the {config.dataset!r} {name} split has {examples} "
-                 f"examples in its smallest class, so k_shot + {field} must "
-                 f"be <= {examples}")
+                 f"examples in its smallest class, so {shot_field} + {field} "
+                 f"must be <= {examples}")
 
 
 def parts(config: Config, splits: Splits) -> registry.DataParts:
@@ -89,23 +102,31 @@ def parts(config: Config, splits: Splits) -> registry.DataParts:
 
   Args:
     config: reads ``n_way``, ``k_shot``, ``n_query``, ``eval_n_query``,
-      ``rotate``, ``train_pool``, ``val_tasks``, ``test_tasks``, ``seed``.
+      ``rotate``, ``train_pool``, ``val_tasks``, ``test_tasks``, ``seed``,
+      and ``min_n_way``, ``min_k_shot``, ``eval_n_way``, ``eval_k_shot``
+      (:mod:`metalearn.data.shapes`).
     splits: the dataset's classes, already checked against the config.
 
   Returns:
     ``DataParts``: train images as a jnp array (or a pool of
-    ``config.train_pool`` tasks, seed + 1), ``config.val_tasks`` val tasks
-    (seed + 2, None when 0) and ``config.test_tasks`` test tasks (seed + 3),
-    the fixed ones with ``config.eval_n_query`` queries per class.
+    ``config.train_pool`` tasks, seed + 1, padded when the training
+    episodes vary), ``config.val_tasks`` val tasks (seed + 2, None when 0)
+    and ``config.test_tasks`` test tasks (seed + 3), the fixed ones
+    ``eval_n_way``-way ``eval_k_shot``-shot with ``config.eval_n_query``
+    queries per class.
   """
-  sizes = dict(n_way=config.n_way, k_shot=config.k_shot)
+  sizes = dict(n_way=shapes.eval_n_way(config),
+               k_shot=shapes.eval_k_shot(config))
   splits = jax.tree.map(jnp.asarray, splits)
   train = splits.train
   if config.train_pool:
-    train = episodes.fixed_tasks(config.seed + 1, train,
-                                 num_tasks=config.train_pool,
-                                 n_query=config.n_query, rotate=config.rotate,
-                                 **sizes)
+    pool = dict(num_tasks=config.train_pool, n_way=config.n_way,
+                k_shot=config.k_shot, n_query=config.n_query,
+                rotate=config.rotate)
+    train = (shapes.fixed_tasks(config.seed + 1, train, **pool,
+                                **shapes.bounds(config))
+             if shapes.varies(config) else
+             episodes.fixed_tasks(config.seed + 1, train, **pool))
   val = (episodes.fixed_tasks(config.seed + 2, splits.val,
                               num_tasks=config.val_tasks,
                               n_query=config.eval_n_query, **sizes)
@@ -118,14 +139,18 @@ def parts(config: Config, splits: Splits) -> registry.DataParts:
 
 def task_fn(config: Config) -> registry.TaskFn:
   """``(key, images or pool) -> Task`` batch of ``config.meta_batch_size``
-  fresh episodes (``config.rotate``: rotations as classes), or a draw from
-  the fixed pool when ``config.train_pool > 0``."""
+  fresh episodes (``config.rotate``: rotations as classes; of any way and
+  shot when the config says so, :mod:`metalearn.data.shapes`), or a draw
+  from the fixed pool when ``config.train_pool > 0``."""
   batch_size = config.meta_batch_size
   if config.train_pool:
     return lambda key, pool: episodes.sample_from_pool(key, pool, batch_size)
   sizes = dict(n_way=config.n_way, k_shot=config.k_shot,
                n_query=config.n_query, batch_size=batch_size,
                rotate=config.rotate)
+  if shapes.varies(config):
+    sizes.update(shapes.bounds(config))
+    return lambda key, images: shapes.sample_tasks(key, images, **sizes)
   return lambda key, images: episodes.sample_tasks(key, images, **sizes)
 
 
@@ -166,4 +191,4 @@ def image_dataset(name: str, description: str,
   return registry.Dataset(
       name=name, description=description, objective="cross_entropy",
       input_shape=shape, check=check, load=load,
-      task_fn=task_fn)
+      task_fn=task_fn, any_shape=True)

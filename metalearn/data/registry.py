@@ -62,6 +62,10 @@ class Dataset(NamedTuple):
     task_fn: ``task_fn(config)`` -> ``(key, train_data) -> Task`` batch of
       ``config.meta_batch_size`` training tasks, traceable inside ``jit``;
       with ``config.train_pool > 0`` it draws from the pool.
+    any_shape: ``load`` and ``task_fn`` serve episodes of any way and shot
+      (``config.min_n_way``, ``min_k_shot``, ``eval_n_way``,
+      ``eval_k_shot``; :mod:`metalearn.data.shapes`), as every
+      :func:`metalearn.data.image_dataset` does.
   """
   name: str
   description: str
@@ -70,6 +74,7 @@ class Dataset(NamedTuple):
   check: Callable[[Config], None]
   load: Callable[[Config], DataParts]
   task_fn: Callable[[Config], TaskFn]
+  any_shape: bool = False
 
 
 _DATASETS: dict[str, Dataset] = {}

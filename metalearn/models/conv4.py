@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from metalearn import masking
 from metalearn.models import registry
 from metalearn.types import Array, PyTree
 
@@ -25,7 +26,9 @@ class Model(NamedTuple):
   Attributes:
     init: ``init(key) -> params``.
     apply: ``apply(params, x) -> logits [B, n_way]``; models built with
-      ``bn_steps`` take ``apply(params, x, step)``.
+      ``bn_steps`` take ``apply(params, x, step)``. ``apply``, ``body`` and
+      ``head`` also take ``mask=``, bool [B], the real rows of a padded
+      batch (:mod:`metalearn.masking`): batch statistics ignore the others.
     step_aware: whether ``apply`` takes the inner step index.
     body: ``body(params, x) -> features [B, F]`` or ``None``; with ``head``,
       ``apply(params, x) == head(params, body(params, x))``, which lets a
@@ -40,8 +43,11 @@ class Model(NamedTuple):
   head: Optional[Callable[..., Array]] = None
 
 
-def dense_head(params: PyTree, features: Array) -> Array:
-  """The ``'head'`` dense layer alone. features [B, F] -> [B, n_out]."""
+def dense_head(params: PyTree, features: Array,
+               mask: Optional[Array] = None) -> Array:
+  """The ``'head'`` dense layer alone, of any width. features [B, F] ->
+  [B, n_out]; ``mask`` (the real rows) changes nothing here."""
+  del mask  # Row by row: no batch statistics.
   head = params["head"]
   return features @ head["kernel"] + head["bias"][None, :]
 
@@ -56,12 +62,15 @@ class TransductiveBatchNorm(nn.Module):
 
   With ``bn_steps > 0`` the scale and offset have a leading ``[bn_steps]``
   axis and ``step`` picks the row: MAML++'s per-step batch-norm weights.
+  With ``mask`` (bool [B]) the statistics are those of the real rows alone
+  (:func:`metalearn.masking.masked_moments`); every row is normalised.
   """
   bn_steps: int = 0
   epsilon: float = 1e-5
 
   @nn.compact
-  def __call__(self, x: Array, step: Optional[Array] = None) -> Array:
+  def __call__(self, x: Array, step: Optional[Array] = None,
+               mask: Optional[Array] = None) -> Array:
     features = x.shape[-1]
     lead = (self.bn_steps,) if self.bn_steps else ()
     scale = self.param("scale", nn.initializers.ones, (*lead, features))
@@ -70,8 +79,11 @@ class TransductiveBatchNorm(nn.Module):
       step = jnp.clip(0 if step is None else step, 0, self.bn_steps - 1)
       scale, offset = scale[step], offset[step]
     axes = tuple(range(x.ndim - 1))
-    mean = jnp.mean(x, axis=axes, keepdims=True)
-    var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
+    if mask is None:
+      mean = jnp.mean(x, axis=axes, keepdims=True)
+      var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
+    else:
+      mean, var = masking.masked_moments(x, mask)
     x = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
     lead = (1,) * (x.ndim - 1)
     return x * scale.reshape(*lead, features) + offset.reshape(*lead, features)
@@ -133,14 +145,16 @@ class Conv4(nn.Module):
   features_only: bool = False
 
   @nn.compact
-  def __call__(self, x: Array, step: Optional[Array] = None) -> Array:
+  def __call__(self, x: Array, step: Optional[Array] = None,
+               mask: Optional[Array] = None) -> Array:
     for i in range(self.num_blocks):
       if self.conv_impl == "matmul":
         x = ShiftedMatmulConv(self.filters, name=f"conv{i}")(x)
       else:
         x = nn.Conv(self.filters, (3, 3), padding="SAME", use_bias=False,
                     name=f"conv{i}")(x)
-      x = TransductiveBatchNorm(self.bn_steps, name=f"norm{i}")(x, step)
+      x = TransductiveBatchNorm(self.bn_steps, name=f"norm{i}")(x, step,
+                                                                mask)
       x = nn.relu(x)
       x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
     x = x.reshape((x.shape[0], -1))
@@ -191,23 +205,27 @@ def flax_model(module: nn.Module, dummy: Array, *,
 
   A step-aware module (``__call__(x, step)``) gets no body/head split; the
   others get ``body`` (the module with ``features_only=True``) and
-  :func:`dense_head`.
+  :func:`dense_head`. ``mask=`` reaches the module only when given (a
+  padded batch), so a module without a ``mask`` argument serves fixed-shape
+  tasks.
   """
   def init(key):
     return module.init(key, dummy)["params"]
 
   if step_aware:
-    def apply(params, x, step):
-      return module.apply({"params": params}, x, step)
+    def apply(params, x, step, mask=None):
+      return module.apply({"params": params}, x, step,
+                          **masking.model_kwargs(mask))
     return Model(init, apply, step_aware=True)
 
-  def apply(params, x):
-    return module.apply({"params": params}, x)
+  def apply(params, x, mask=None):
+    return module.apply({"params": params}, x, **masking.model_kwargs(mask))
 
   body_module = module.clone(features_only=True)
 
-  def body(params, x):
-    return body_module.apply({"params": without_head(params)}, x)
+  def body(params, x, mask=None):
+    return body_module.apply({"params": without_head(params)}, x,
+                             **masking.model_kwargs(mask))
   return Model(init, apply, body=body, head=dense_head)
 
 

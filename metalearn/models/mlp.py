@@ -1,6 +1,6 @@
 """A small MLP: fast tests, toy problems and sinusoid regression."""
 
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -33,7 +33,8 @@ class MLP(nn.Module):
   features_only: bool = False
 
   @nn.compact
-  def __call__(self, x: Array) -> Array:
+  def __call__(self, x: Array, mask: Optional[Array] = None) -> Array:
+    del mask  # Row by row: no batch statistics to keep padding out of.
     act = ACTIVATIONS[self.activation]
     x = x.reshape((x.shape[0], -1))
     for i, width in enumerate(self.hidden):

@@ -54,7 +54,8 @@ class ResidualBlock(nn.Module):
   conv_impl: str = "xla"
 
   @nn.compact
-  def __call__(self, x: Array, step: Optional[Array] = None) -> Array:
+  def __call__(self, x: Array, step: Optional[Array] = None,
+               mask: Optional[Array] = None) -> Array:
     matmul = self.conv_impl == "matmul"
     if matmul:
       shortcut = PointwiseMatmulConv(self.features, name="shortcut_conv")(x)
@@ -62,14 +63,15 @@ class ResidualBlock(nn.Module):
       shortcut = nn.Conv(self.features, (1, 1), use_bias=False,
                          name="shortcut_conv")(x)
     shortcut = TransductiveBatchNorm(self.bn_steps, name="shortcut_norm")(
-        shortcut, step)
+        shortcut, step, mask)
     for j in range(3):
       if matmul:
         x = ShiftedMatmulConv(self.features, name=f"conv{j}")(x)
       else:
         x = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False,
                     name=f"conv{j}")(x)
-      x = TransductiveBatchNorm(self.bn_steps, name=f"norm{j}")(x, step)
+      x = TransductiveBatchNorm(self.bn_steps, name=f"norm{j}")(x, step,
+                                                                mask)
       if j < 2:
         x = nn.leaky_relu(x, _SLOPE)
     x = nn.leaky_relu(x + shortcut, _SLOPE)
@@ -89,10 +91,12 @@ class ResNet12(nn.Module):
   remat: bool = False
 
   @nn.compact
-  def __call__(self, x: Array, step: Optional[Array] = None) -> Array:
+  def __call__(self, x: Array, step: Optional[Array] = None,
+               mask: Optional[Array] = None) -> Array:
     block = nn.remat(ResidualBlock) if self.remat else ResidualBlock
     for i, width in enumerate(self.widths):
-      x = block(width, self.bn_steps, self.conv_impl, name=f"block{i}")(x, step)
+      x = block(width, self.bn_steps, self.conv_impl, name=f"block{i}")(
+          x, step, mask)
     x = jnp.mean(x, axis=(1, 2))
     if self.n_way is None:
       return x
@@ -150,22 +154,25 @@ def resnet12(n_way: int,
   def init(key):
     return module.init(key, dummy)["params"]
 
-  def features(params: PyTree, x: Array, step: Optional[Array] = None):
-    return body_module.apply({"params": without_head(params)}, x, step)
+  def features(params: PyTree, x: Array, step: Optional[Array] = None,
+               mask: Optional[Array] = None):
+    return body_module.apply({"params": without_head(params)}, x, step, mask)
 
-  def head(params: PyTree, feats: Array) -> Array:
+  def head(params: PyTree, feats: Array,
+           mask: Optional[Array] = None) -> Array:
+    del mask  # Row by row: no batch statistics.
     return head_module.apply({"params": params["head"]}, feats)
 
   if bn_steps:
-    def apply(params, x, step):
-      return head(params, features(params, x, step))
+    def apply(params, x, step, mask=None):
+      return head(params, features(params, x, step, mask))
     return Model(init, apply, step_aware=True)
 
-  def apply(params, x):
-    return head(params, features(params, x))
+  def apply(params, x, mask=None):
+    return head(params, features(params, x, mask=mask))
 
-  def body(params, x):
-    return features(params, x)
+  def body(params, x, mask=None):
+    return features(params, x, mask=mask)
   return Model(init, apply, body=body, head=head)
 
 
