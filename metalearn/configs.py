@@ -224,6 +224,50 @@ def metasgd(setting: str = "5w1s") -> ml_collections.ConfigDict:
   return maml(setting, algorithm="metasgd")
 
 
+def protonet(setting: str = "5w1s") -> ml_collections.ConfigDict:
+  """Snell et al. 2017's Omniglot setting for prototypical networks.
+
+  Training episodes of 60 classes with the test's shot and 5 queries per
+  class, one episode per meta-step, Adam 1e-3; tested at the setting's way
+  and shot. Differs from the paper: the rate follows a cosine to 1e-5 over
+  20,000 episodes instead of halving every 2,000 until validation stops
+  improving.
+  """
+  c = for_algorithm("protonet")
+  test_way, c.k_shot = _setting(MAMLPP_SETTINGS, setting)
+  c.n_way, c.eval_n_way = 60, test_way
+  c.n_query = 5
+  c.meta_batch_size = 1
+  c.meta_steps = 20_000
+  c.steps_per_epoch = 2_000
+  c.outer_lr, c.lr_schedule, c.outer_lr_min = 1e-3, "cosine", 1e-5
+  c.eval_every = c.checkpoint_every = 2_000
+  return c
+
+
+def protomaml(setting: str = "5w1s") -> ml_collections.ConfigDict:
+  """MAML's Omniglot setting (:func:`maml`) with the head of each task
+  initialised from the support prototypes (Triantafillou et al. 2020)."""
+  return maml(setting, algorithm="protomaml")
+
+
+# Rajeswaran et al. 2019 (iMAML with gradient descent), Omniglot:
+# setting -> inner steps.
+IMAML_INNER_STEPS = {"5w1s": 16, "5w5s": 16, "20w1s": 25, "20w5s": 25}
+
+
+def imaml(setting: str = "5w1s") -> ml_collections.ConfigDict:
+  """Rajeswaran et al. 2019's Omniglot setting for iMAML (gradient-descent
+  inner loop): MAML's way, shot and meta-batch, 16 (5-way) or 25 (20-way)
+  proximal inner steps with lambda 2, and 5 conjugate-gradient steps for
+  the meta-gradient. The paper does not give its inner rate; MAML's is
+  kept."""
+  c = maml(setting, algorithm="imaml")
+  c.inner_steps = c.eval_inner_steps = _setting(IMAML_INNER_STEPS, setting)
+  c.imaml_lambda, c.imaml_cg_steps = 2.0, 5
+  return c
+
+
 def differences(config: ml_collections.ConfigDict,
                 reference: ml_collections.ConfigDict) -> list[str]:
   """``field reference -> value`` for every field that differs."""

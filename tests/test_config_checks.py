@@ -1,5 +1,7 @@
 """Config validation: random bad values never pass silently."""
 
+import importlib
+
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -8,6 +10,7 @@ import pytest
 
 from metalearn import config_checks
 from metalearn import configs
+from metalearn.data import shapes
 
 # field -> smallest valid integer.
 INT_FIELDS = {
@@ -135,3 +138,19 @@ def test_shots_plus_queries_fit_the_drawings(k_shot, n_query):
       config_checks.validate_config(config)
   else:
     config_checks.validate_config(config)
+
+
+@pytest.mark.parametrize("name", ["protonet", "protomaml", "imaml"])
+@pytest.mark.parametrize("setting", ["5w1s", "5w5s", "20w1s", "20w5s"])
+def test_the_newer_algorithms_presets_pass_the_checks(name, setting):
+  config = importlib.import_module(f"metalearn.presets.{name}").get_config(
+      setting)
+  config_checks.validate_config(config)
+  assert config.algorithm == name
+  test_way = int(setting.split("w")[0])
+  assert shapes.eval_n_way(config) == test_way
+  assert config.k_shot == int(setting.split("w")[1][:-1])
+  if name == "protonet":  # Snell et al. train on 60-way episodes.
+    assert config.n_way == 60 and config.meta_batch_size == 1
+  if name == "imaml":
+    assert config.inner_steps == (16 if test_way == 5 else 25)
