@@ -87,11 +87,26 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _check_episode_shapes(config, dataset)
   _positive(config, "imaml_lambda")
   _int_at_least(config, "imaml_cg_steps", 1)
+  _check_algorithm_needs(config)
   if config.train_pool and config.train_pool < config.meta_batch_size:
     raise _fail("train_pool", config.train_pool,
                 f"must be 0 (fresh tasks) or >= meta_batch_size="
                 f"{config.meta_batch_size}")
   _int_at_least(config, "devices", 0)
+
+
+def _check_algorithm_needs(config: ml_collections.ConfigDict) -> None:
+  """What the algorithm's row needs of the rest of the config: class labels
+  for prototypes, and the fields its own inner update reads (checked by
+  building it)."""
+  algorithm = algorithms.get(config.algorithm)
+  if (algorithm.prototypes
+      and not objectives.OBJECTIVES[config.loss].integer_targets):
+    raise _fail("algorithm", config.algorithm,
+                f"needs class labels (loss 'cross_entropy', not "
+                f"{config.loss!r}): its prototypes are the means of each "
+                "class's support embeddings")
+  algorithm.inner_update(config)
 
 
 SHAPE_FIELDS = ("min_n_way", "min_k_shot", "eval_n_way", "eval_k_shot")

@@ -279,6 +279,10 @@ def inner_from_config(update: rules.InnerUpdate, config) -> rules.InnerUpdate:
   ``config.imaml_lambda``), in place of the config's ``update``."""
   del update
   from_config(config)  # Checks the fields.
+  if config.inner_optimizer != "sgd":
+    raise ValueError(f"config.inner_optimizer={config.inner_optimizer!r} is "
+                     "invalid: must be 'sgd' for imaml (its inner loop is "
+                     "proximal SGD at inner_lr).")
   return proximal_sgd(config.imaml_lambda)
 
 

@@ -154,3 +154,19 @@ def test_the_newer_algorithms_presets_pass_the_checks(name, setting):
     assert config.n_way == 60 and config.meta_batch_size == 1
   if name == "imaml":
     assert config.inner_steps == (16 if test_way == 5 else 25)
+
+
+def test_an_algorithm_gets_what_its_row_needs():
+  regression = importlib.import_module("metalearn.presets.sinusoid"
+                                       ).get_config("maml")
+  config_checks.validate_config(regression)
+  for prototypes in ("protonet", "protomaml"):
+    regression.algorithm = prototypes
+    with pytest.raises(ValueError, match=f"config.algorithm='{prototypes}'.*"
+                       "needs class labels"):
+      config_checks.validate_config(regression)
+  implicit = configs.imaml("5w1s")
+  implicit.inner_optimizer = "adam"
+  with pytest.raises(ValueError, match="config.inner_optimizer='adam'.*"
+                     "must be 'sgd' for imaml"):
+    config_checks.validate_config(implicit)
