@@ -55,6 +55,7 @@ class Algorithm(NamedTuple):
     configure_outer: ``configure_outer(config) -> OuterRule``: ``outer``
       with its hyperparameters read from the config (iMAML's
       ``imaml_lambda`` and ``imaml_cg_steps``), or ``None``: ``outer``.
+    inner_loop: whether tasks adapt by steps at all (ProtoNet's do not).
   """
   name: str
   label: str
@@ -72,6 +73,7 @@ class Algorithm(NamedTuple):
                             rules.InnerUpdate]] = None
   prototypes: bool = False
   configure_outer: Optional[Callable[[Any], rules.OuterRule]] = None
+  inner_loop: bool = True
 
   def inner_update(self, config) -> rules.InnerUpdate:
     """How each task adapts under ``config``, in training and at test time:
@@ -84,6 +86,13 @@ class Algorithm(NamedTuple):
     """The outer rule this algorithm follows under ``config``."""
     return (self.outer if self.configure_outer is None
             else self.configure_outer(config))
+
+  @property
+  def differentiates_inner_loop(self) -> bool:
+    """Whether its meta-gradient may flow back through an inner loop, so
+    that first or second order means something: not ProtoNet (no inner
+    loop), iMAML (an implicit gradient) or Reptile (no meta-gradient)."""
+    return self.inner_loop and self.outer is rules.META_GRADIENT
 
   @property
   def plus_plus(self) -> bool:
@@ -128,7 +137,7 @@ ALGORITHMS = {a.name: a for a in (
               "no inner loop: queries are scored by their squared distance "
               "to the class means of the support embeddings (Snell et al. "
               "2017)",
-              inner=proto.protonet_inner, prototypes=True,
+              inner=proto.protonet_inner, prototypes=True, inner_loop=False,
               defaults=(("inner_steps", 1), ("eval_inner_steps", 1))),
     Algorithm("protomaml", "Proto-MAML",
               "MAML whose head starts each task from the class prototypes "

@@ -148,7 +148,8 @@ def build_plan(config: ml_collections.ConfigDict) -> schedules.PhasePlan:
       multi_step_loss=algorithm.multi_step_loss,
       msl_epochs=config.msl_epochs, inner_steps=config.inner_steps,
       first_order_epochs=(config.first_order_epochs
-                          if algorithm.anneals_order else 0))
+                          if algorithm.anneals_order else 0),
+      shows_order=algorithm.differentiates_inner_loop)
 
 
 class Experiment(NamedTuple):

@@ -87,9 +87,14 @@ class Phase(NamedTuple):
   first_order: bool
   multi_step_loss: bool
 
-  def describe(self) -> str:
-    order = "first order" if self.first_order else "second order"
-    return order + (", multi-step loss" if self.multi_step_loss else "")
+  def describe(self, order: bool = True) -> str:
+    """E.g. "first order, multi-step loss"; without ``order`` (an algorithm
+    whose meta-gradient never flows through an inner loop) only the loss
+    part, possibly empty."""
+    parts = ([("first order" if self.first_order else "second order")]
+             if order else [])
+    parts += ["multi-step loss"] if self.multi_step_loss else []
+    return ", ".join(parts)
 
 
 class PhasePlan(NamedTuple):
@@ -102,11 +107,19 @@ class PhasePlan(NamedTuple):
       step (derivative-order annealing; 0: never).
     msl_end: the multi-step loss weighs the early steps before this step
       (0: no multi-step loss).
+    shows_order: whether the derivative order means anything (a
+      meta-gradient through an inner loop), so that progress names it.
   """
   meta_steps: int
   first_order: bool
   first_order_end: int
   msl_end: int
+  shows_order: bool = True
+
+  def describe(self, meta_step: int) -> str:
+    """What runs at ``meta_step``, for a progress bar (see
+    :meth:`Phase.describe`)."""
+    return self.phase_at(meta_step).describe(self.shows_order)
 
   def phase_at(self, meta_step: int) -> Phase:
     return Phase(self.first_order or meta_step < self.first_order_end,
@@ -120,7 +133,8 @@ class PhasePlan(NamedTuple):
 
 def phase_plan(*, meta_steps: int, steps_per_epoch: int, first_order: bool,
                multi_step_loss: bool, msl_epochs: int, inner_steps: int,
-               first_order_epochs: int = 0) -> PhasePlan:
+               first_order_epochs: int = 0,
+               shows_order: bool = True) -> PhasePlan:
   """The phases of one run (see :class:`PhasePlan`).
 
   With one inner step the multi-step loss is the last step's loss, so it
@@ -131,4 +145,4 @@ def phase_plan(*, meta_steps: int, steps_per_epoch: int, first_order: bool,
       0 if first_order else first_order_end(meta_steps, first_order_epochs,
                                             steps_per_epoch),
       msl_end(meta_steps, msl_epochs, steps_per_epoch)
-      if multi_step_loss and inner_steps > 1 else 0)
+      if multi_step_loss and inner_steps > 1 else 0, shows_order)

@@ -242,7 +242,8 @@ def run(state: MetaState,
         phase = plan.phase_at(step)
         count = min(steps_per_call, end - step)
         data = data_at(step)
-        bar.set_description(f"{label} [{phase.describe()}]")
+        what = plan.describe(step)
+        bar.set_description(f"{label} [{what}]" if what else label)
         program, seconds = _program(programs, phase, capacity, state, data,
                                     key)
         compile_s += seconds

@@ -35,6 +35,10 @@ def test_table_sets_what_each_algorithm_is():
   assert [algorithms.from_flags(f, p).name for f in (False, True)
           for p in (False, True)] == ["maml", "mamlpp", "fomaml",
                                       "mamlpp_first_order"]
+  # Progress names a derivative order only where the meta-gradient can
+  # flow through an inner loop.
+  assert {n for n, a in table.items() if not a.differentiates_inner_loop
+         } == {"protonet", "imaml", "reptile"}
 
 
 def test_metasgd_grad_matches_finite_differences():

@@ -156,6 +156,10 @@ class PhasePlanTest(parameterized.TestCase):
     self.assertEqual(plan.phase_at(9).describe(),
                      "first order, multi-step loss")
     self.assertEqual(plan.phase_at(20).describe(), "second order")
+    self.assertEqual(plan.describe(9), "first order, multi-step loss")
+    no_order = plan._replace(shows_order=False)
+    self.assertEqual(no_order.describe(9), "multi-step loss")
+    self.assertEqual(no_order.describe(20), "")
 
   def test_order_annealing_past_the_multi_step_loss(self):
     plan = self.plan(first_order=False, multi_step_loss=True,
