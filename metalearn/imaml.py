@@ -55,34 +55,48 @@ def _safe_div(num: Array, den: Array) -> Array:
 
 
 def conjugate_gradient(matvec: Callable[[PyTree], PyTree], b: PyTree,
-                       steps: int) -> PyTree:
-  """``steps`` CG iterations on ``matvec(x) = b`` from ``x = 0``.
+                       steps: int, min_curvature: float = 0.0) -> PyTree:
+  """``steps`` CG iterations on ``matvec(x) = b`` from ``x = 0``, truncated
+  where the map is not positive definite.
+
+  iMAML's map ``I + H/lam`` is positive definite only near a minimiser of
+  the inner problem. Away from one (few inner steps, or a step size that
+  oscillates) ``H`` has eigenvalues below ``-lam``, and plain CG then
+  diverges: its iterates grow without bound and point nowhere. As truncated
+  Newton methods do, the iterations stop at the first search direction
+  ``p`` whose curvature ``p.A p / p.p`` is at most ``min_curvature``; if that
+  is the first one, the result is ``b`` itself (``A`` taken as ``I``: the
+  first-order direction).
 
   Args:
-    matvec: a symmetric positive-definite linear map on pytrees shaped like
-      ``b``.
+    matvec: a symmetric linear map on pytrees shaped like ``b``.
     b: the right-hand side.
     steps: iterations (>= 1); exact after as many as ``b`` has elements,
-      in exact arithmetic.
+      in exact arithmetic, for a positive definite map.
+    min_curvature: the least curvature along a search direction for CG to
+      go on (>= 0).
 
   Returns:
     ``x`` shaped like ``b``.
   """
   def step(carry, _):
-    x, r, p, rr = carry
+    x, r, p, rr, stopped = carry
     ap = matvec(p)
-    alpha = _safe_div(rr, _dot(p, ap))
+    pap = _dot(p, ap)
+    stopped = stopped | (pap <= min_curvature * _dot(p, p))
+    alpha = jnp.where(stopped, 0.0, _safe_div(rr, pap))
     x = jax.tree.map(lambda xi, pi: xi + alpha * pi, x, p)
     r = jax.tree.map(lambda ri, ai: ri - alpha * ai, r, ap)
     rr_new = _dot(r, r)
     beta = _safe_div(rr_new, rr)
     p = jax.tree.map(lambda ri, pi: ri + beta * pi, r, p)
-    return (x, r, p, rr_new), None
+    return (x, r, p, rr_new, stopped), None
 
   zeros = jax.tree.map(jnp.zeros_like, b)
-  (x, _, _, _), _ = jax.lax.scan(step, (zeros, b, b, _dot(b, b)), None,
-                                 length=steps)
-  return x
+  start = (zeros, b, b, _dot(b, b), jnp.asarray(False))
+  (x, _, _, _, _), _ = jax.lax.scan(step, start, None, length=steps)
+  moved = _dot(x, x) > 0
+  return jax.tree.map(lambda xi, bi: jnp.where(moved, xi, bi), x, b)
 
 
 def _rate(lr: Array, p: Array) -> Array:

@@ -39,6 +39,35 @@ def test_conjugate_gradient_solves_a_positive_definite_system():
                          rtol=1e-3)
 
 
+
+def _dense(a):
+  return lambda t: {"x": jnp.asarray(a) @ t["x"]}
+
+
+def test_conjugate_gradient_stops_at_negative_curvature():
+  # I + H/lam away from a minimiser: an indefinite map. Plain CG's iterate
+  # there is garbage (here 70 times b's norm); truncated CG keeps what it
+  # had before the first direction of non-positive curvature.
+  with jax.enable_x64(True):
+    a = np.diag([1.0, -0.01])
+    b = {"x": jnp.asarray([1.0, 1.0])}
+    # Curvature along b: (1 - 0.01) / 2 > 0, one step; the next direction,
+    # A-conjugate to b in two dimensions, has negative curvature.
+    one_step = b["x"] * (2.0 / 0.99)
+    x = imaml.conjugate_gradient(_dense(a), b, 2)["x"]
+    np.testing.assert_allclose(x, one_step, rtol=1e-12)
+    plain = imaml.conjugate_gradient(_dense(a), b, 2, min_curvature=-np.inf)
+    np.testing.assert_allclose(plain["x"], [1.0, -100.0], rtol=1e-9)
+    # Negative curvature along b itself: b, the first-order direction.
+    x = imaml.conjugate_gradient(_dense(-np.eye(2)), b, 2)["x"]
+    np.testing.assert_array_equal(x, b["x"])
+    # A curvature floor stops where the map is nearly singular.
+    a = np.diag([1.0, 1e-4])
+    b = {"x": jnp.asarray([1.0, 1.0])}
+    x = imaml.conjugate_gradient(_dense(a), b, 2, min_curvature=0.01)["x"]
+    assert np.linalg.norm(x) < 2 * np.linalg.norm(b["x"])
+
+
 LAM, LR, STEPS = 2.0, 0.2, 200
 
 
