@@ -42,6 +42,13 @@ def _positive(config, field: str) -> None:
     raise _fail(field, value, "must be a number > 0")
 
 
+def _at_least_zero(config, field: str) -> None:
+  value = config[field]
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+      value >= 0):
+    raise _fail(field, value, "must be a number >= 0")
+
+
 def _one_of(config, field: str, names) -> None:
   if config[field] not in names:
     raise _fail(field, config[field], f"must be one of {', '.join(names)}")
@@ -87,6 +94,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _check_episode_shapes(config, dataset)
   _positive(config, "imaml_lambda")
   _int_at_least(config, "imaml_cg_steps", 1)
+  _at_least_zero(config, "imaml_cg_damping")
   _check_algorithm_needs(config)
   if config.train_pool and config.train_pool < config.meta_batch_size:
     raise _fail("train_pool", config.train_pool,

@@ -98,6 +98,10 @@ def base() -> ml_collections.ConfigDict:
                             # support loss + lambda/2 ||phi - theta||^2.
   c.imaml_cg_steps = 5      # conjugate-gradient steps solving
                             # (I + H/lambda) v = query gradient.
+  c.imaml_cg_damping = 10.0  # added to lambda in that system only: 0 is
+                            # exact, larger nearer the query gradient (first
+                            # order); 10 as Rajeswaran et al.'s code, which
+                            # learns where the inner problem is not solved.
   # Outer loop.
   c.meta_batch_size = 32
   c.meta_steps = 60_000

@@ -46,7 +46,7 @@ TRAINING_FIELDS = frozenset({
     # Inner loop.
     "inner_steps", "inner_lr", "inner_optimizer", "inner_adam_lr",
     "reptile_inner", "reptile_adam_lr", "msl_epochs", "first_order_epochs",
-    "imaml_lambda", "imaml_cg_steps",
+    "imaml_lambda", "imaml_cg_steps", "imaml_cg_damping",
     # Outer loop.
     "meta_batch_size", "steps_per_epoch", "outer_optimizer", "outer_lr",
     "lr_schedule", "outer_lr_min",

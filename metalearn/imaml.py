@@ -22,7 +22,7 @@ direction is ``g_F - (H v)_F / lam`` (one more Hessian-vector product).
 :data:`IMAML` (``lam = 1``, 5 CG steps) is an
 :class:`metalearn.rules.OuterRule` value; :func:`from_config` and
 :func:`inner_from_config` read ``config.imaml_lambda`` and
-``config.imaml_cg_steps``. Its metrics are the query loss and metric after
+``config.imaml_cg_steps`` (and ``config.imaml_cg_damping``). Its metrics are the query loss and metric after
 each inner step, [num_tasks, inner_steps].
 """
 
@@ -170,6 +170,7 @@ def _masked(inner_lrs: PyTree, tree: PyTree) -> PyTree:
 
 def implicit_gradient(outputs: OutputsFn, phi: PyTree, inner_lrs: PyTree,
                       task: Task, *, lam: float, cg_steps: int,
+                      damping: float = 0.0,
                       objective: Objective = CLASSIFICATION) -> PyTree:
   """One task's implicit meta-gradient at the adapted parameters ``phi``.
 
@@ -179,13 +180,13 @@ def implicit_gradient(outputs: OutputsFn, phi: PyTree, inner_lrs: PyTree,
     inner_lrs: which leaves the inner loop adapts (``None``: frozen).
     task: the task (support and query sets; a padded one counts its real
       entries only, :mod:`metalearn.masking`).
-    lam, cg_steps: as in :func:`imaml`.
+    lam, cg_steps, damping: as in :func:`imaml`.
     objective: the loss of both loops.
 
   Returns:
-    ``v = (I + H/lam)^-1 g`` on the adapted leaves and ``g - (H v)/lam`` on
-    the frozen ones, shaped like ``phi``; ``g`` is the query gradient at
-    ``phi`` and ``H`` the support loss's Hessian there.
+    ``v = (I + H/(lam + damping))^-1 g`` on the adapted leaves and ``g -
+    (H v)/(lam + damping)`` on the frozen ones, shaped like ``phi``; ``g`` is
+    the query gradient at ``phi`` and ``H`` the support loss's Hessian there.
   """
   phi = jax.lax.stop_gradient(phi)
   losses = core.task_losses(outputs, task, objective=objective,
@@ -196,8 +197,10 @@ def implicit_gradient(outputs: OutputsFn, phi: PyTree, inner_lrs: PyTree,
   def hvp(v):
     return jax.jvp(support_grad, (phi,), (v,))[1]
 
-  def matvec(v):  # (I + H/lam) v on the adapted leaves.
-    return jax.tree.map(lambda vi, hi: vi + hi / lam, v,
+  scale = lam + damping
+
+  def matvec(v):  # (I + H/scale) v on the adapted leaves.
+    return jax.tree.map(lambda vi, hi: vi + hi / scale, v,
                         _masked(inner_lrs, hvp(v)))
 
   v = conjugate_gradient(matvec, _masked(inner_lrs, g), cg_steps)
@@ -205,12 +208,12 @@ def implicit_gradient(outputs: OutputsFn, phi: PyTree, inner_lrs: PyTree,
                                                   is_leaf=_is_none)):
     return v
   # The frozen leaves F: d phi_A / d theta_F = -(lam I + H_AA)^-1 H_AF.
-  return jax.tree.map(lambda lr, vi, gi, hi: gi - hi / lam if lr is None
+  return jax.tree.map(lambda lr, vi, gi, hi: gi - hi / scale if lr is None
                       else vi, inner_lrs, v, g, hvp(v), is_leaf=_is_none)
 
 
 def _direction(problem: rules.Problem, trainable: PyTree, tasks: Task,
-               step_weights, *, lam: float, cg_steps: int):
+               step_weights, *, lam: float, cg_steps: int, damping: float):
   """Mean implicit meta-gradient over the task batch.
 
   The tasks adapt with the problem's inner update (the algorithm pairs this
@@ -228,7 +231,8 @@ def _direction(problem: rules.Problem, trainable: PyTree, tasks: Task,
   def one(phi_task):
     phi, task = phi_task
     return implicit_gradient(problem.outputs, phi, inner_lrs, task, lam=lam,
-                             cg_steps=cg_steps, objective=problem.objective)
+                             cg_steps=cg_steps, damping=damping,
+                             objective=problem.objective)
   if problem.batching == "map":
     directions = jax.lax.map(one, (adapted, tasks))
   else:
@@ -243,18 +247,21 @@ class ImplicitGradient(NamedTuple):
   Attributes:
     lam: the proximal strength (the paper's lambda), > 0.
     cg_steps: conjugate-gradient iterations, >= 1.
+    damping: added to ``lam`` in the linear system only, >= 0 (0: exact).
   """
   lam: float
   cg_steps: int
+  damping: float = 0.0
 
   def __call__(self, problem, trainable, tasks, step_weights):
     return _direction(problem, trainable, tasks, step_weights, lam=self.lam,
-                      cg_steps=self.cg_steps)
+                      cg_steps=self.cg_steps, damping=self.damping)
 
 
 # Each hyperparameter of imaml() -> (its config field, what it must be).
 _HYPER = {"lam": ("imaml_lambda", "a number > 0"),
-          "cg_steps": ("imaml_cg_steps", "an integer >= 1")}
+          "cg_steps": ("imaml_cg_steps", "an integer >= 1"),
+          "damping": ("imaml_cg_damping", "a number >= 0")}
 
 
 def _valid(name: str, value) -> bool:
@@ -262,16 +269,28 @@ def _valid(name: str, value) -> bool:
     return False
   if name == "lam":
     return isinstance(value, (int, float)) and value > 0
+  if name == "damping":
+    return isinstance(value, (int, float)) and value >= 0
   return isinstance(value, int) and value >= 1
 
 
-def imaml(lam: float = 1.0, cg_steps: int = 5) -> rules.OuterRule:
-  """iMAML's outer rule with proximal strength ``lam`` and ``cg_steps``."""
-  for name, value in (("lam", lam), ("cg_steps", cg_steps)):
+def imaml(lam: float = 1.0, cg_steps: int = 5,
+          damping: float = 0.0) -> rules.OuterRule:
+  """iMAML's outer rule with proximal strength ``lam`` and ``cg_steps``.
+
+  ``damping`` > 0 solves ``(I + H/(lam + damping)) v = g`` instead: the
+  Hessian weighs less, and the direction moves towards the query gradient
+  (first order) as ``damping`` grows. Rajeswaran et al.'s implementation
+  damps so; it helps where the inner problem is far from solved (few steps,
+  a small network early in training: docs/benchmarks.md).
+  """
+  for name, value in (("lam", lam), ("cg_steps", cg_steps),
+                      ("damping", damping)):
     if not _valid(name, value):
       raise ValueError(f"{name} must be {_HYPER[name][1]}, got {value!r}.")
   return rules.OuterRule("implicit gradient",
-                         ImplicitGradient(float(lam), int(cg_steps)),
+                         ImplicitGradient(float(lam), int(cg_steps),
+                                          float(damping)),
                          learns_inner_lrs=False, step_metrics_all_steps=True)
 
 
@@ -279,13 +298,14 @@ IMAML = imaml()
 
 
 def from_config(config) -> rules.OuterRule:
-  """:func:`imaml` with ``config.imaml_lambda`` and
-  ``config.imaml_cg_steps``; ValueError naming the field."""
+  """:func:`imaml` with ``config.imaml_lambda``, ``config.imaml_cg_steps``
+  and ``config.imaml_cg_damping``; ValueError naming the field."""
   for name, (field, valid) in _HYPER.items():
     if not _valid(name, config[field]):
       raise ValueError(f"config.{field}={config[field]!r} is invalid: must "
                        f"be {valid}.")
-  return imaml(config.imaml_lambda, config.imaml_cg_steps)
+  return imaml(config.imaml_lambda, config.imaml_cg_steps,
+               config.imaml_cg_damping)
 
 
 def inner_from_config(update: rules.InnerUpdate, config) -> rules.InnerUpdate:
@@ -302,7 +322,7 @@ def inner_from_config(update: rules.InnerUpdate, config) -> rules.InnerUpdate:
 
 def direction(apply_fn: ApplyFn, params: PyTree, inner_lrs: PyTree,
               tasks: Task, *, lam: float = 1.0, cg_steps: int = 5,
-              objective: Objective = CLASSIFICATION,
+              damping: float = 0.0, objective: Objective = CLASSIFICATION,
               batching: str = "vmap") -> tuple[PyTree, Array, StepMetrics]:
   """iMAML's direction over a task batch, outside a meta-step.
 
@@ -311,7 +331,7 @@ def direction(apply_fn: ApplyFn, params: PyTree, inner_lrs: PyTree,
     params: the initialisation ``theta``.
     inner_lrs: the inner rates (``[inner_steps]`` per leaf, ``None`` frozen).
     tasks: a task batch with a leading [num_tasks] axis.
-    lam, cg_steps: as in :func:`imaml`.
+    lam, cg_steps, damping: as in :func:`imaml`.
     objective: the loss of both loops and the metric.
     batching: ``vmap`` or ``map`` over the tasks.
 
@@ -321,6 +341,6 @@ def direction(apply_fn: ApplyFn, params: PyTree, inner_lrs: PyTree,
   problem = rules.make_problem(apply_fn, lambda p: (p, inner_lrs),
                                inner=proximal_sgd(lam), batching=batching,
                                first_order=True, objective=objective)
-  (loss, metrics), d = imaml(lam, cg_steps).direction(problem, params, tasks,
-                                                      None)
+  (loss, metrics), d = imaml(lam, cg_steps, damping).direction(
+      problem, params, tasks, None)
   return d, loss, metrics

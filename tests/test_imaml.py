@@ -133,7 +133,8 @@ def test_rule_is_hashable_data_and_reads_the_config():
   assert imaml.imaml(2.0, 3) != imaml.imaml(1.0, 3)
   c = configs.for_algorithm("imaml")
   c.imaml_lambda, c.imaml_cg_steps = 0.5, 7
-  assert build.outer_rule(c).direction == imaml.ImplicitGradient(0.5, 7)
+  assert build.outer_rule(c).direction == imaml.ImplicitGradient(
+      0.5, 7, c.imaml_cg_damping)
   assert build.inner_update(c) == imaml.proximal_sgd(0.5)
   assert algorithms.get("imaml").outer == imaml.IMAML
   c.imaml_cg_steps = 0
@@ -193,3 +194,32 @@ def test_trains_on_synthetic_and_beats_its_start(tmp_path):
                                exp.test_tasks)
   assert test.loss < before.loss and test.accuracy > before.accuracy
   assert test.accuracy > 1 / c.n_way + 0.1
+
+
+def test_damping_weighs_the_hessian_less_down_to_the_query_gradient():
+  model = helpers.tiny_model()
+  with jax.enable_x64(True):
+    phi = helpers.to_f64(model.init(jax.random.key(0)))
+    lrs = helpers.to_f64(ml.fixed_inner_lrs(phi, LR, 3))
+    task = jax.tree.map(lambda x: x[0], helpers.to_f64(
+        helpers.tiny_tasks(jax.random.key(1), num_tasks=1)))
+    flat = lambda t: flatten_util.ravel_pytree(t)[0]
+
+    def solve(lam, damping):
+      return flat(imaml.implicit_gradient(model.apply, phi, lrs, task,
+                                          lam=lam, cg_steps=40,
+                                          damping=damping))
+    query_grad = flat(jax.grad(lambda p: objectives.cross_entropy(
+        model.apply(p, task.query_x), task.query_y))(phi))
+    # Damping adds to lambda in the linear system, nowhere else.
+    np.testing.assert_allclose(solve(2.0, 3.0), solve(5.0, 0.0), rtol=1e-10)
+    assert not np.allclose(solve(2.0, 3.0), solve(2.0, 0.0), rtol=1e-3)
+    # Without bound it is the first-order direction.
+    np.testing.assert_allclose(solve(2.0, 1e12), query_grad, rtol=1e-8)
+  c = configs.for_algorithm("imaml")
+  c.imaml_cg_damping = 3.0
+  assert build.outer_rule(c).direction == imaml.ImplicitGradient(1.0, 5, 3.0)
+  c.imaml_cg_damping = -1.0
+  with pytest.raises(ValueError, match="config.imaml_cg_damping=-1.0"):
+    build.outer_rule(c)
+  assert "imaml_cg_damping" in fingerprint.TRAINING_FIELDS
