@@ -109,8 +109,9 @@ def test_compare_and_train_agree_and_reuse_compiled_programs(tmp_path):
   assert by_compare["test_accuracy"] == by_train["test"]["accuracy"]
   assert by_compare["peak_memory_isolated"]
   # The second process found the first one's programs in the persistent
-  # compilation cache.
-  assert by_compare["compile_s"] < 0.5 * by_train["compile_seconds_this_run"]
+  # compilation cache: without it, it would compile as long as the first.
+  # The margin is wide because another test worker shares the cores.
+  assert by_compare["compile_s"] < 0.8 * by_train["compile_seconds_this_run"]
 
 
 def test_bad_flag_is_one_line_naming_it(tmp_path):
