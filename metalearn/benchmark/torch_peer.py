@@ -22,6 +22,12 @@ after the last step, divided by the meta-batch size, ``backward()``; one
 Timing as :mod:`metalearn.benchmark.measure`: ``warmup`` meta-steps, then
 ``chunks`` timed chunks of ``steps_per_chunk`` meta-steps; tasks/s is the
 meta-batch size over the median seconds per meta-step. Prints one JSON line.
+With ``--profile`` it then profiles ``steps_per_chunk`` more meta-steps
+(after one more under the profiler as its warm-up) with ``torch.profiler``
+and adds where their time went, per meta-step: each op's self CPU time in a
+few buckets (:data:`BUCKETS`, ``profile_s``; see :func:`bucket`), their
+total and the wall time (``experiments/profile_step.py`` prints them beside
+metalearn's parts).
 
   python3 -m venv /tmp/torch-peer
   /tmp/torch-peer/bin/pip install "torch==2.13.0+cpu"
@@ -38,6 +44,9 @@ import torch
 import torch.nn.functional as F
 
 ALGORITHMS = ("maml", "fomaml")
+# Where --profile puts each op's self CPU time (see bucket()).
+BUCKETS = ("conv_forward", "conv_backward", "batch_norm", "matmul",
+           "pool_activation", "optimizer", "other")
 
 
 def init_params(n_way, *, filters, num_blocks, channels, image_size,
@@ -162,8 +171,9 @@ def _percentile(values, q):
   return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
-def measure(args):
-  """Warms up, times the chunks, returns the result as a dict."""
+def make_step(args):
+  """``step() -> meta-loss``: one meta-step on fresh tasks, with the
+  parameters, Adam and data of ``args``'s workload built here."""
   torch.manual_seed(args.seed)
   generator = torch.Generator().manual_seed(args.seed)
   params = init_params(args.n_way, filters=args.filters,
@@ -181,6 +191,76 @@ def measure(args):
                          meta_batch_size=args.meta_batch_size)
     return meta_step(params, optimizer, tasks, **inner)
 
+  return step
+
+
+def bucket(root):
+  """The bucket of time spent under a top-level profiled event ``root``.
+
+  ``root`` is an autograd node of a backward pass (``autograd::engine::
+  evaluate_function: ConvolutionBackward0``; double backward included, as
+  ``ConvolutionBackwardBackward0``), an optimizer call
+  (``Optimizer.step#Adam.step``), a forward op (``aten::conv2d``) or the
+  meta-step itself (``ProfilerStep#3``: Python between ops, ``other``).
+  Returns one of :data:`BUCKETS`.
+  """
+  prefix = "autograd::engine::evaluate_function:"
+  backward = root.startswith(prefix)
+  name = (root[len(prefix):] if backward else root).strip().lower()
+  if name.startswith("optimizer."):
+    return "optimizer"
+  if "conv" in name:
+    return "conv_backward" if backward else "conv_forward"
+  if "batch_norm" in name or "batchnorm" in name:
+    return "batch_norm"
+  if any(k in name for k in ("addmm", "linear", "matmul", "mm")):
+    return "matmul"
+  if any(k in name for k in ("pool", "relu", "threshold")):
+    return "pool_activation"
+  return "other"
+
+
+def profile(step, steps):
+  """Runs one meta-step, then ``steps`` profiled ones, under
+  ``torch.profiler``.
+
+  Every op's self CPU time goes to the bucket (:data:`BUCKETS`) of its
+  outermost event within the meta-step (:func:`bucket`); the time of the
+  step outside any op (Python) goes to ``other``. Returns seconds per
+  meta-step: ``profile_s`` by bucket, ``profile_total_s`` and the wall
+  time ``profile_wall_s``.
+  """
+  seconds = dict.fromkeys(BUCKETS, 0.0)
+
+  def add(prof):
+    for event in prof.events():
+      root = event
+      while (root.cpu_parent is not None
+             and not root.cpu_parent.name.startswith("ProfilerStep")):
+        root = root.cpu_parent
+      seconds[bucket(root.name)] += event.self_cpu_time_total / 1e6 / steps
+
+  with torch.profiler.profile(
+      activities=[torch.profiler.ProfilerActivity.CPU],
+      schedule=torch.profiler.schedule(wait=0, warmup=1, active=steps),
+      on_trace_ready=add) as prof:
+    step()
+    prof.step()
+    wall = 0.0
+    for _ in range(steps):
+      start = time.perf_counter()
+      step()
+      wall += (time.perf_counter() - start) / steps
+      prof.step()  # After the last one, the profile is read (add).
+  return {"profile_steps": steps, "profile_s": seconds,
+          "profile_total_s": sum(seconds.values()), "profile_wall_s": wall}
+
+
+def measure(args):
+  """Warms up, times the chunks, returns the result as a dict; with
+  ``args.profile``, then profiles ``args.steps_per_chunk`` meta-steps
+  (:func:`profile`)."""
+  step = make_step(args)
   for _ in range(max(1, args.warmup)):
     loss = step()
   times = []
@@ -191,14 +271,17 @@ def measure(args):
     times.append((time.perf_counter() - start) / args.steps_per_chunk)
   p0, p25, p50, p75, p100 = (_percentile(times, q)
                              for q in (0, 25, 50, 75, 100))
-  return {"peer": "torch-loop", "torch_version": torch.__version__,
-          "threads": torch.get_num_threads(),
-          "algorithm": args.algorithm,
-          "meta_batch_size": args.meta_batch_size,
-          "tasks_per_s": args.meta_batch_size / p50, "step_s_median": p50,
-          "step_s_p25": p25, "step_s_p75": p75, "step_s_min": p0,
-          "step_s_max": p100, "final_loss": loss, "chunks": args.chunks,
-          "steps_per_chunk": args.steps_per_chunk}
+  result = {"peer": "torch-loop", "torch_version": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "algorithm": args.algorithm,
+            "meta_batch_size": args.meta_batch_size,
+            "tasks_per_s": args.meta_batch_size / p50, "step_s_median": p50,
+            "step_s_p25": p25, "step_s_p75": p75, "step_s_min": p0,
+            "step_s_max": p100, "final_loss": loss, "chunks": args.chunks,
+            "steps_per_chunk": args.steps_per_chunk}
+  if args.profile:
+    result.update(profile(step, args.steps_per_chunk))
+  return result
 
 
 def parse_args(argv=None):
@@ -215,6 +298,9 @@ def parse_args(argv=None):
     p.add_argument(f"--{name}", type=int, default=default)
   p.add_argument("--inner_lr", type=float, default=0.1)
   p.add_argument("--outer_lr", type=float, default=1e-3)
+  p.add_argument("--profile", action="store_true",
+                 help="Then profile --steps_per_chunk meta-steps: self CPU "
+                 "time per meta-step by op bucket (BUCKETS).")
   args = p.parse_args(argv)
   for name in ("meta_batch_size", "n_way", "k_shot", "n_query", "inner_steps",
                "filters", "num_blocks", "image_size", "channels", "chunks",
