@@ -28,11 +28,12 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 import pytest  # pylint: disable=g-import-not-at-top,g-bad-import-order
 
 
-# The modules that take longest, first: two workers then end together
-# instead of one finishing a long module alone (see --durations).
-LONGEST_FIRST = ("test_notebooks", "test_distributed", "test_faults",
-                 "test_compare", "test_omniglot_folders", "test_data_sources",
-                 "test_train")
+# The modules that take longest, first (see --durations): two workers then
+# end together instead of one finishing a long module alone. The first
+# needs no Omniglot, so its worker is busy while the cache is built.
+LONGEST_FIRST = ("test_distributed", "test_notebooks", "test_train",
+                 "test_compare", "test_faults", "test_omniglot_folders",
+                 "test_data_sources")
 _CACHE_LOCK = "omniglot-cache.lock"
 _BUILD = ("from metalearn.data import omniglot; omniglot.ensure_cache()")
 
