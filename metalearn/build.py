@@ -252,6 +252,15 @@ def step_builder(config: ml_collections.ConfigDict, exp: Experiment,
                            task_sharding=split)
 
 
+def eval_inner_steps(config: ml_collections.ConfigDict) -> int:
+  """Inner steps at test time: ``config.eval_inner_steps``, or 1 for an
+  algorithm without an inner loop (ProtoNet), whose steps would only repeat
+  the same prediction."""
+  if not algorithms.get(config.algorithm).inner_loop:
+    return 1
+  return config.eval_inner_steps
+
+
 def _wider(config: ml_collections.ConfigDict) -> bool:
   """Val and test tasks have more classes than the head."""
   return shapes.eval_n_way(config) > config.n_way
@@ -270,14 +279,14 @@ def _eval_options(config: ml_collections.ConfigDict, exp: Experiment
     if split is None and exp.model.body is not None:
       split = core.BodyHead(exp.model.body, exp.model.head)
   return dict(
-      inner_steps=config.eval_inner_steps, step_aware=exp.model.step_aware,
+      inner_steps=eval_inner_steps(config), step_aware=exp.model.step_aware,
       batching=config.batching, chunk_size=config.eval_chunk_size,
       objective=objective(config), body_head=split, inner=inner)
 
 
 def evaluate_meta(config: ml_collections.ConfigDict, exp: Experiment, meta,
                   tasks: Task) -> evaluate_lib.EvalResult:
-  """Adapts ``meta`` to ``tasks`` with ``config.eval_inner_steps`` steps of
+  """Adapts ``meta`` to ``tasks`` with :func:`eval_inner_steps` steps of
   the config's inner update (from a prototype head when the tasks have more
   classes than the head: no ``task_initial_*`` scores then)."""
   return evaluate_lib.evaluate(exp.model.apply, meta.params, meta.inner_lrs,

@@ -128,7 +128,7 @@ def from_workdir(workdir: str | os.PathLike, which: str = "best"
     state = ckpt.restore_latest(template)
   return Adaptable(exp.model.apply, state.meta.params, state.meta.inner_lrs,
                    exp.model.step_aware, exp.model.body,
-                   build.inner_update(config), config.eval_inner_steps,
+                   build.inner_update(config), build.eval_inner_steps(config),
                    build.input_shape(config))
 
 
@@ -144,7 +144,7 @@ def as_adaptable(model, *, which: str = "best", body=None) -> Adaptable:
     config = model.maml.config
     return Adaptable(model.apply_fn, model.params, model.inner_lrs,
                      model.step_aware, body, build.inner_update(config),
-                     config.eval_inner_steps, None)
+                     build.eval_inner_steps(config), None)
   if isinstance(model, tuple) and len(model) == 3:
     apply_fn, params, lrs = model
     steps = {int(jnp.shape(l)[0]) for l in jax.tree.leaves(lrs)}

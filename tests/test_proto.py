@@ -165,3 +165,17 @@ def test_trains_on_synthetic_and_beats_its_start(name, tmp_path):
   before = build.evaluate_meta(config, exp, start.meta, exp.test_tasks)
   assert test.loss < before.loss and test.accuracy > before.accuracy
   assert test.accuracy > 1 / config.n_way + 0.1
+
+
+def test_protonet_is_tested_once_not_once_per_inner_step():
+  # ProtoNet has no inner loop: more test steps would repeat one prediction.
+  protonet, protomaml = _tiny_config("protonet"), _tiny_config("protomaml")
+  for c in (protonet, protomaml):
+    c.eval_inner_steps, c.test_tasks = 3, 4
+  assert build.eval_inner_steps(protonet) == 1
+  assert build.eval_inner_steps(protomaml) == 3
+  for c, steps in ((protonet, 1), (protomaml, 3)):
+    exp = build.build_experiment(c)
+    start = build.initial_state(c, exp)
+    result = build.evaluate_meta(c, exp, start.meta, exp.test_tasks)
+    assert result.step_loss.shape == (steps,), c.algorithm
