@@ -149,7 +149,7 @@ def _as_model(model, params, example_x, key, compute_dtype: str
   """Any accepted model as a :class:`metalearn.models.Model` and params."""
   if isinstance(model, Model):
     if params is None:
-      params = model.init(key)
+      params = jax.jit(model.init)(key)
     compute = lambda f: f and precision.compute_in(f, compute_dtype)
     return model._replace(apply=compute(model.apply),
                           body=compute(model.body)), params

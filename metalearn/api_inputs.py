@@ -161,11 +161,11 @@ def resolve_model(model, params, example_x, key
   """-> (apply_fn, params, step_aware) for any accepted kind of model."""
   if isinstance(model, Model):
     if params is None:
-      params = model.init(key)
+      params = jax.jit(model.init)(key)
     return model.apply, params, model.step_aware
   if isinstance(model, nn.Module):
     if params is None:
-      params = model.init(key, example_x)
+      params = jax.jit(model.init)(key, example_x)
     if isinstance(params, dict) and set(params) >= {"params"}:
       if set(params) != {"params"}:
         raise ValueError(

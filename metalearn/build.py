@@ -76,7 +76,8 @@ def initial_params(config: ml_collections.ConfigDict, model: Model) -> PyTree:
   """The same initial weights for every algorithm of a config: MAML++'s
   per-step batch-norm rows start as copies of the shared affine."""
   key = jax.random.key(config.seed)
-  shared = build_model(config, bn_steps=0).init(key)
+  # One compiled program: run op by op, init compiles each op on its own.
+  shared = jax.jit(build_model(config, bn_steps=0).init)(key)
   shapes = jax.eval_shape(model.init, key)
   return jax.tree.map(lambda p, s: jnp.broadcast_to(p, s.shape), shared,
                       shapes)
