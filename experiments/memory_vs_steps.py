@@ -48,8 +48,8 @@ _UNROLL = flags.DEFINE_list(
 _REMAT = flags.DEFINE_boolean("remat", False,
                               "jax.checkpoint each inner step.")
 _CONV_IMPL = flags.DEFINE_enum(
-    "conv_impl", "auto", ["auto", "xla", "matmul"],
-    "Conv-4's convolutions (auto: shifted matmuls on CPU, XLA's on GPU).")
+    "conv_impl", "auto", ["auto", "xla", "matmul", "im2col"],
+    "Conv-4's convolutions (auto: im2col on CPU, XLA's on GPU).")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/memory_vs_steps",
                                   "Where the JSON and markdown files go.")
 

@@ -125,7 +125,7 @@ def base() -> ml_collections.ConfigDict:
   c.remat = False
   c.unroll = True
   c.batching = "vmap"       # vmap | map (lax.map: less memory)
-  c.conv_impl = "auto"      # auto | xla | matmul (auto: matmul on CPU)
+  c.conv_impl = "auto"      # auto | xla | matmul | im2col (auto: im2col on CPU)
   c.compute_dtype = "float32"  # float32 | bfloat16 (float32 parameters)
   c.progress = True
   # Devices (docs/scaling.md): 0 = every device of every process; N = the

@@ -114,7 +114,7 @@ def test_choices_outside_their_set(field, value):
            "dataset": ("tfds", "lake", "vinyals", "mamlpp", "mini_imagenet"),
            "lr_schedule": ("constant", "cosine", "linear"),
            "batching": ("vmap", "map"),
-           "conv_impl": ("auto", "xla", "matmul"),
+           "conv_impl": ("auto", "xla", "matmul", "im2col"),
            "compute_dtype": ("float32", "bfloat16"),
            "model": ("conv4", "resnet12", "mlp"),
            "loss": ("cross_entropy",),

@@ -1,6 +1,7 @@
 """Conv-4 and MLP: shapes, transductive batch norm, per-step affine."""
 
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 
 import metalearn as ml
 from metalearn.models.conv4 import TransductiveBatchNorm
+from metalearn.models.conv4 import max_pool_2x2
 
 
 def test_conv4_shapes_and_transductive_norm():
@@ -71,11 +73,12 @@ def test_bad_model_arguments():
     ml.models.conv4(5, bn_steps=-1)
 
 
-def test_matmul_convolution_is_the_same_model():
+@pytest.mark.parametrize("conv_impl", ["matmul", "im2col"])
+def test_matmul_convolution_is_the_same_model(conv_impl):
   xla = ml.models.conv4(3, input_shape=(8, 8, 1), filters=3, num_blocks=2,
                         conv_impl="xla")
   mm = ml.models.conv4(3, input_shape=(8, 8, 1), filters=3, num_blocks=2,
-                       conv_impl="matmul")
+                       conv_impl=conv_impl)
   params = jax.jit(xla.init)(jax.random.key(0))
   chex.assert_trees_all_equal(params, jax.jit(mm.init)(jax.random.key(0)))
   # Non-zero parameters (batch-norm offsets, head bias) are placed alike.
@@ -97,6 +100,31 @@ def test_matmul_convolution_is_the_same_model():
 
 def test_conv_impl_auto_and_bad_name():
   assert ml.models.resolve_conv_impl("auto") == (
-      "matmul" if jax.default_backend() == "cpu" else "xla")
-  with pytest.raises(ValueError, match="conv_impl.*auto, xla, matmul"):
+      "im2col" if jax.default_backend() == "cpu" else "xla")
+  with pytest.raises(ValueError, match="conv_impl.*auto, xla, matmul, im2col"):
     ml.models.conv4(5, conv_impl="cudnn")
+
+
+def test_max_pool_is_flax_max_pool_and_its_gradients():
+  x = jax.random.normal(jax.random.key(0), (2, 7, 6, 3))  # odd H: floored
+  flax_pool = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2),
+                                    padding="VALID")
+  np.testing.assert_array_equal(max_pool_2x2(x), flax_pool(x))
+  # No ties in random normals: the same first and second derivatives.
+  weights = jax.random.normal(jax.random.key(1), flax_pool(x).shape)
+  loss = lambda pool: lambda x: jnp.sum(jnp.tanh(pool(x)) * weights)
+  np.testing.assert_allclose(jax.grad(loss(max_pool_2x2))(x),
+                             jax.grad(loss(flax_pool))(x), rtol=1e-6)
+  tangent = jax.random.normal(jax.random.key(2), x.shape)
+  hvp = lambda pool: jax.jvp(jax.grad(loss(pool)), (x,), (tangent,))[1]
+  np.testing.assert_allclose(hvp(max_pool_2x2), hvp(flax_pool), rtol=1e-5,
+                             atol=1e-6)
+
+
+def test_max_pool_gives_a_tie_to_the_first_maximum_as_flax_does():
+  x = jnp.asarray([[1., 3.], [3., 0.]]).reshape(1, 2, 2, 1)
+  flax_pool = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2),
+                                    padding="VALID")
+  grad = lambda pool: jax.grad(lambda x: pool(x).sum())(x)
+  np.testing.assert_array_equal(grad(max_pool_2x2), grad(flax_pool))
+  np.testing.assert_array_equal(grad(max_pool_2x2).ravel(), [0, 1, 0, 0])

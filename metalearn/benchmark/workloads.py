@@ -90,6 +90,9 @@ class Mode(NamedTuple):
     return self.spec == "plain"
 
 
+_CONV_KNOBS = {"mm": "matmul", "i2c": "im2col", "xla": "xla"}
+
+
 def _apply_knob(mode: Mode, knob: str, spec: str) -> Mode:
   """``mode`` with one ``+``-joined knob of ``spec`` switched on."""
   if knob in ("unroll", "remat", "bf16", "shard", "map"):
@@ -102,8 +105,8 @@ def _apply_knob(mode: Mode, knob: str, spec: str) -> Mode:
     return mode._replace(body_loop=True)
   if knob == "fastcc":
     return mode._replace(fast_compile=True)
-  if knob in ("mm", "xla"):
-    return mode._replace(conv="matmul" if knob == "mm" else "xla")
+  if knob in _CONV_KNOBS:
+    return mode._replace(conv=_CONV_KNOBS[knob])
   if knob.startswith("spc") and knob[3:].isdigit() and int(knob[3:]) > 0:
     return mode._replace(steps_per_call=int(knob[3:]))
   raise ValueError(f"mode {spec!r}: unknown knob {knob!r}.")
@@ -115,8 +118,8 @@ def parse_mode(spec: str) -> Mode:
   Knobs: ``unroll`` (unroll the inner ``lax.scan``), ``remat``
   (``jax.checkpoint`` per inner step), ``bf16`` (bfloat16 compute), ``shard``
   (split tasks over all devices), ``map`` (``lax.map`` over tasks instead of
-  ``vmap``), ``mm`` / ``xla`` (shifted-matmul / XLA convolutions instead of
-  the model's ``auto`` choice), ``everyq`` (MAML/FOMAML run the query set
+  ``vmap``), ``mm`` / ``i2c`` / ``xla`` (shifted-matmul / im2col / XLA
+  convolutions instead of the model's ``auto`` choice), ``everyq`` (MAML/FOMAML run the query set
   after every inner step, weighted one-hot, as before the library skipped
   it: measures that lever), ``spcN`` (N meta-steps per call),
   ``blockremat`` (ResNet-12 only: ``nn.remat`` each residual block),
@@ -133,7 +136,7 @@ def parse_mode(spec: str) -> Mode:
     return Mode("plain", unroll=True, conv="xla")
   if head != "tuned":
     raise ValueError(f"mode {spec!r}: expected 'plain' or 'tuned[+knob...]' "
-                     "with knobs unroll, remat, bf16, shard, map, mm, xla, "
+                     "with knobs unroll, remat, bf16, shard, map, mm, i2c, xla, "
                      "everyq, spcN, blockremat, bodyloop, fastcc.")
   mode = Mode(spec.strip())
   for knob in knobs:

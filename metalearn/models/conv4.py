@@ -89,22 +89,24 @@ class TransductiveBatchNorm(nn.Module):
     return x * scale.reshape(*lead, features) + offset.reshape(*lead, features)
 
 
-CONV_IMPLS = ("auto", "xla", "matmul")
+CONV_IMPLS = ("auto", "xla", "matmul", "im2col")
 
 
 def resolve_conv_impl(conv_impl: str) -> str:
-  """``auto`` -> ``matmul`` on CPU, ``xla`` elsewhere; checks the name.
+  """``auto`` -> ``im2col`` on CPU, ``xla`` elsewhere; checks the name.
 
   On CPU, per-task kernels under ``vmap`` turn XLA convolutions into grouped
   convolutions that ran 11x slower than nine shifted matmuls (fwd + bwd,
-  [8 tasks, 80 images, 14x14x64], docs/performance.md). Elsewhere XLA's
-  convolution stays the default until a GPU measurement says otherwise.
+  [8 tasks, 80 images, 14x14x64], docs/performance.md). One im2col matmul
+  runs about as fast as nine shifted ones and compiles faster
+  (docs/benchmarks.md). Elsewhere XLA's convolution stays the default until
+  a GPU measurement says otherwise.
   """
   if conv_impl not in CONV_IMPLS:
     raise ValueError(f"conv_impl must be one of {', '.join(CONV_IMPLS)}; "
                      f"got {conv_impl!r}.")
   if conv_impl == "auto":
-    return "matmul" if jax.default_backend() == "cpu" else "xla"
+    return "im2col" if jax.default_backend() == "cpu" else "xla"
   return conv_impl
 
 
@@ -131,6 +133,64 @@ class ShiftedMatmulConv(nn.Module):
         for dy in range(3) for dx in range(3))
 
 
+class Im2colConv(nn.Module):
+  """A 3x3, stride-1, SAME convolution as one matmul (im2col).
+
+  The nine shifted windows are stacked on the channel axis, [B, H, W,
+  9 C_in], and multiplied by the kernel as a [9 C_in, C_out] matrix: one
+  GEMM with a nine times deeper contraction instead of nine, and under
+  ``vmap`` one batched GEMM over tasks. Same function and parameters as
+  :class:`ShiftedMatmulConv`. Input [B, H, W, C_in] -> [B, H, W, C_out].
+  """
+  features: int
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    channels = x.shape[-1]
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        (3, 3, channels, self.features))
+    height, width = x.shape[-3:-1]
+    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    patches = jnp.concatenate(
+        [padded[:, dy:dy + height, dx:dx + width, :]
+         for dy in range(3) for dx in range(3)], axis=-1)
+    return jnp.einsum("bhwk,kd->bhwd", patches,
+                      kernel.reshape(9 * channels, self.features))
+
+
+def max_pool_2x2(x: Array) -> Array:
+  """``nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")`` as selects
+  between the four corners of each window: [B, H, W, C] -> [B, H // 2,
+  W // 2, C].
+
+  The same values, and the same gradient (to the first maximum of a window
+  in row-major order, as ``select_and_scatter`` gives it), but every
+  derivative is an elementwise select. ``reduce_window``'s derivatives are
+  ``select_and_scatter`` and, differentiated again for MAML's meta-gradient,
+  ``select_and_gather``, which XLA's CPU backend runs slowly
+  (docs/performance.md). ``jnp.max`` over a reshaped window is no way out:
+  its derivative divides by a count of equal values, which is zero (a NaN)
+  whenever XLA computes the window twice with different rounding.
+  """
+  height, width = x.shape[-3] // 2 * 2, x.shape[-2] // 2 * 2
+  a, b, c, d = (x[..., dy:height:2, dx:width:2, :]
+                for dy in range(2) for dx in range(2))
+  a_first = (a >= b) & (a >= c) & (a >= d)
+  b_first = (b >= c) & (b >= d)
+  return jnp.where(a_first, a,
+                   jnp.where(b_first, b, jnp.where(c >= d, c, d)))
+
+
+def conv3x3(features: int, conv_impl: str, name: str) -> nn.Module:
+  """The 3x3 SAME convolution without bias that ``conv_impl`` names
+  (``xla``, ``matmul`` or ``im2col``, resolved): same parameters."""
+  if conv_impl == "matmul":
+    return ShiftedMatmulConv(features, name=name)
+  if conv_impl == "im2col":
+    return Im2colConv(features, name=name)
+  return nn.Conv(features, (3, 3), padding="SAME", use_bias=False, name=name)
+
+
 class Conv4(nn.Module):
   """Conv-4 backbone and linear head. Input [B, H, W, C] -> [B, n_way].
 
@@ -148,15 +208,11 @@ class Conv4(nn.Module):
   def __call__(self, x: Array, step: Optional[Array] = None,
                mask: Optional[Array] = None) -> Array:
     for i in range(self.num_blocks):
-      if self.conv_impl == "matmul":
-        x = ShiftedMatmulConv(self.filters, name=f"conv{i}")(x)
-      else:
-        x = nn.Conv(self.filters, (3, 3), padding="SAME", use_bias=False,
-                    name=f"conv{i}")(x)
+      x = conv3x3(self.filters, self.conv_impl, f"conv{i}")(x)
       x = TransductiveBatchNorm(self.bn_steps, name=f"norm{i}")(x, step,
                                                                 mask)
       x = nn.relu(x)
-      x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+      x = max_pool_2x2(x)
     x = x.reshape((x.shape[0], -1))
     if self.features_only:
       return x
@@ -179,9 +235,10 @@ def conv4(n_way: int,
     num_blocks: conv blocks; each halves H and W.
     bn_steps: 0 for one batch-norm affine per layer; N > 0 for one per inner
       step (MAML++), which makes ``apply`` take the step index.
-    conv_impl: ``xla`` (``nn.Conv``), ``matmul`` (nine shifted matmuls: fast
-      for per-task kernels on CPU) or ``auto`` (``matmul`` on CPU, else
-      ``xla``). Same parameters and function either way.
+    conv_impl: ``xla`` (``nn.Conv``), ``matmul`` (nine shifted matmuls),
+      ``im2col`` (one matmul; both fast for per-task kernels on CPU) or
+      ``auto`` (``im2col`` on CPU, else ``xla``). Same parameters and
+      function every way.
 
   Returns:
     A :class:`Model`.

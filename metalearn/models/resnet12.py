@@ -21,7 +21,8 @@ import jax.numpy as jnp
 
 from metalearn.models import registry
 from metalearn.models.conv4 import Model
-from metalearn.models.conv4 import ShiftedMatmulConv
+from metalearn.models.conv4 import conv3x3
+from metalearn.models.conv4 import max_pool_2x2
 from metalearn.models.conv4 import TransductiveBatchNorm
 from metalearn.models.conv4 import resolve_conv_impl
 from metalearn.models.conv4 import without_head
@@ -56,7 +57,7 @@ class ResidualBlock(nn.Module):
   @nn.compact
   def __call__(self, x: Array, step: Optional[Array] = None,
                mask: Optional[Array] = None) -> Array:
-    matmul = self.conv_impl == "matmul"
+    matmul = self.conv_impl != "xla"
     if matmul:
       shortcut = PointwiseMatmulConv(self.features, name="shortcut_conv")(x)
     else:
@@ -65,17 +66,13 @@ class ResidualBlock(nn.Module):
     shortcut = TransductiveBatchNorm(self.bn_steps, name="shortcut_norm")(
         shortcut, step, mask)
     for j in range(3):
-      if matmul:
-        x = ShiftedMatmulConv(self.features, name=f"conv{j}")(x)
-      else:
-        x = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False,
-                    name=f"conv{j}")(x)
+      x = conv3x3(self.features, self.conv_impl, f"conv{j}")(x)
       x = TransductiveBatchNorm(self.bn_steps, name=f"norm{j}")(x, step,
                                                                 mask)
       if j < 2:
         x = nn.leaky_relu(x, _SLOPE)
     x = nn.leaky_relu(x + shortcut, _SLOPE)
-    return nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+    return max_pool_2x2(x)
 
 
 class ResNet12(nn.Module):
