@@ -8,6 +8,18 @@ import metalearn as ml
 N_WAY = 3
 INPUT_SHAPE = (4,)
 
+# The start of a fake PyTorch peer interpreter, a format string of
+# ``python`` and ``log``: it answers the torch check with a version, and
+# otherwise appends its arguments to ``log`` as one JSON line.
+FAKE_PEER_HEAD = """#!{python}
+import json, sys
+if sys.argv[1:2] == ["-c"]:
+  print("9.9.9+fake")
+  sys.exit(0)
+with open({log!r}, "a") as f:
+  f.write(json.dumps(sys.argv[1:]) + "\\n")
+"""
+
 
 def tiny_model():
   return ml.models.mlp(N_WAY, input_shape=INPUT_SHAPE, hidden=(5,))

@@ -18,6 +18,7 @@ from metalearn import benchmark
 from metalearn.benchmark import breakdown
 from metalearn.benchmark import peer
 from metalearn.benchmark import throughput
+from tests import helpers
 
 _ROOT = pathlib.Path(__file__).resolve().parent.parent
 _TINY = benchmark.Workload("maml", meta_batch_size=2, n_way=2, k_shot=1,
@@ -27,16 +28,9 @@ _MEASURED = ("sample", "forward", "inner_grad", "inner_loop", "meta_loss",
              "meta_grad", "meta_grad_first_order", "outer_update", "step")
 _DERIVED = ("backward", "backward_first_order", "step_rest")
 
-# Answers the torch check; otherwise records its arguments and prints
-# noise, then a result line with a profile when asked for one.
-_FAKE = """#!{python}
-import json, sys
-if sys.argv[1:2] == ["-c"]:
-  print("9.9.9+fake")
-  sys.exit(0)
-with open({log!r}, "a") as f:
-  f.write(json.dumps(sys.argv[1:]) + "\\n")
-if "--algorithm=fomaml" in sys.argv:
+# After the shared head: prints noise, then a result line with a profile
+# when asked for one.
+_FAKE = helpers.FAKE_PEER_HEAD + """if "--algorithm=fomaml" in sys.argv:
   sys.exit("torch_peer.py: error: out of memory")
 print("a warning on stdout")
 result = {{"peer": "fake-loop", "torch_version": "9.9.9+fake", "threads": 1,

@@ -19,6 +19,7 @@ import pytest
 
 from metalearn import benchmark
 from metalearn.benchmark import peer
+from tests import helpers
 
 _ROOT = pathlib.Path(__file__).resolve().parent.parent
 # Workload A of the peer comparison, and a tiny one to run for real.
@@ -27,16 +28,9 @@ _A = benchmark.Workload("fomaml", meta_batch_size=4, n_way=5, k_shot=1,
 _TINY = benchmark.Workload("fomaml", meta_batch_size=2, n_way=3, k_shot=1,
                            n_query=2, inner_steps=1, filters=2, num_blocks=1)
 
-# Answers the torch check with a version; otherwise records its arguments
-# and prints noise, then a result line: 3 tasks/s per task of the batch.
-_FAKE = """#!{python}
-import json, sys
-if sys.argv[1:2] == ["-c"]:
-  print("9.9.9+fake")
-  sys.exit(0)
-with open({log!r}, "a") as f:
-  f.write(json.dumps(sys.argv[1:]) + "\\n")
-args = dict(a[2:].split("=", 1) for a in sys.argv[2:])
+# After the shared head: prints noise, then a result line: 3 tasks/s per
+# task of the batch.
+_FAKE = helpers.FAKE_PEER_HEAD + """args = dict(a[2:].split("=", 1) for a in sys.argv[2:])
 if args["algorithm"] not in ("maml", "fomaml"):
   sys.exit("torch_peer.py: error: argument --algorithm: invalid choice")
 print("a warning on stdout")
