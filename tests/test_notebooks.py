@@ -35,9 +35,9 @@ NAMES = ("maml_on_omniglot", "mamlpp_on_omniglot",
 # Notebooks without Omniglot: no data extra, no cache.
 WITHOUT_OMNIGLOT = ("sinusoid_regression",)
 # Notebooks whose time goes into running rather than compiling: their
-# kernels get XLA's full optimisation (tests/xla_flags.py). Measured in CPU
-# seconds alone: MAML's 82 with the suite's flags, 59 optimised; MAML++'s
-# and ANIL's, which compile more programs, 72 and 73 against 120 and 110.
+# kernels get XLA's full optimisation (tests/xla_flags.py). Measured alone
+# in CPU seconds, MAML's notebook costs less optimised; MAML++'s and
+# ANIL's compile more programs and cost more.
 RUN_BOUND = ("sinusoid_regression", "maml_on_omniglot")
 CELL_TIMEOUT_S = 900
 REPO = "https://github.com/metalearn-dev/metalearn"

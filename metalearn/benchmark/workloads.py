@@ -119,9 +119,9 @@ def parse_mode(spec: str) -> Mode:
   (``jax.checkpoint`` per inner step), ``bf16`` (bfloat16 compute), ``shard``
   (split tasks over all devices), ``map`` (``lax.map`` over tasks instead of
   ``vmap``), ``mm`` / ``i2c`` / ``xla`` (shifted-matmul / im2col / XLA
-  convolutions instead of the model's ``auto`` choice), ``everyq`` (MAML/FOMAML run the query set
-  after every inner step, weighted one-hot, as before the library skipped
-  it: measures that lever), ``spcN`` (N meta-steps per call),
+  convolutions instead of the model's ``auto`` choice), ``everyq``
+  (MAML/FOMAML run the query set after every inner step, weighted one-hot,
+  as before the library skipped it: measures that lever), ``spcN`` (N meta-steps per call),
   ``blockremat`` (ResNet-12 only: ``nn.remat`` each residual block),
   ``bodyloop`` (ANIL adapts its head through the whole model at every inner
   step instead of running the body once per task: measures that lever),
@@ -136,8 +136,8 @@ def parse_mode(spec: str) -> Mode:
     return Mode("plain", unroll=True, conv="xla")
   if head != "tuned":
     raise ValueError(f"mode {spec!r}: expected 'plain' or 'tuned[+knob...]' "
-                     "with knobs unroll, remat, bf16, shard, map, mm, i2c, xla, "
-                     "everyq, spcN, blockremat, bodyloop, fastcc.")
+                     "with knobs unroll, remat, bf16, shard, map, mm, i2c, "
+                     "xla, everyq, spcN, blockremat, bodyloop, fastcc.")
   mode = Mode(spec.strip())
   for knob in knobs:
     mode = _apply_knob(mode, knob, spec)

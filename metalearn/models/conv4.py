@@ -98,9 +98,10 @@ def resolve_conv_impl(conv_impl: str) -> str:
   On CPU, per-task kernels under ``vmap`` turn XLA convolutions into grouped
   convolutions that ran 11x slower than nine shifted matmuls (fwd + bwd,
   [8 tasks, 80 images, 14x14x64], docs/performance.md). One im2col matmul
-  runs about as fast as nine shifted ones and compiles faster
-  (docs/benchmarks.md). Elsewhere XLA's convolution stays the default until
-  a GPU measurement says otherwise.
+  compiled faster than nine shifted ones, and ran faster at the MAML
+  paper's shape, slower at some others (docs/benchmarks.md). Elsewhere
+  XLA's convolution stays the default until a GPU measurement says
+  otherwise.
   """
   if conv_impl not in CONV_IMPLS:
     raise ValueError(f"conv_impl must be one of {', '.join(CONV_IMPLS)}; "
@@ -169,8 +170,9 @@ def max_pool_2x2(x: Array) -> Array:
   ``select_and_scatter`` and, differentiated again for MAML's meta-gradient,
   ``select_and_gather``, which XLA's CPU backend runs slowly
   (docs/performance.md). ``jnp.max`` over a reshaped window is no way out:
-  its derivative divides by a count of equal values, which is zero (a NaN)
-  whenever XLA computes the window twice with different rounding.
+  its derivative divides by the count of values equal to the maximum, and
+  a ResNet-12 meta-gradient came out NaN with it under the test suite's
+  XLA flags (tests/xla_flags.py).
   """
   height, width = x.shape[-3] // 2 * 2, x.shape[-2] // 2 * 2
   a, b, c, d = (x[..., dy:height:2, dx:width:2, :]
