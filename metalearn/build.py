@@ -281,7 +281,8 @@ def _eval_options(config: ml_collections.ConfigDict, exp: Experiment
       split = core.BodyHead(exp.model.body, exp.model.head)
   return dict(
       inner_steps=eval_inner_steps(config), step_aware=exp.model.step_aware,
-      batching=config.batching, chunk_size=config.eval_chunk_size,
+      batching=config.get("eval_batching", "auto"),
+      chunk_size=config.eval_chunk_size,
       objective=objective(config), body_head=split, inner=inner)
 
 

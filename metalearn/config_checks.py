@@ -20,6 +20,7 @@ from metalearn.data import registry as datasets
 from metalearn.data import shapes
 from metalearn.models import registry as models
 from metalearn.models.conv4 import CONV_IMPLS
+from metalearn.evaluate import BATCHINGS
 from metalearn.precision import COMPUTE_DTYPES
 
 LR_SCHEDULES = ("constant", "cosine", "linear")
@@ -62,6 +63,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _one_of(config, "lr_schedule", LR_SCHEDULES)
   _check_model_and_loss(config)
   _one_of(config, "batching", ("vmap", "map"))
+  _one_of(config, "eval_batching", BATCHINGS)
   _one_of(config, "conv_impl", CONV_IMPLS)
   _one_of(config, "compute_dtype", COMPUTE_DTYPES)
   for field in ("n_way", "k_shot", "n_query", "eval_n_query", "inner_steps",

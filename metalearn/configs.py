@@ -125,6 +125,7 @@ def base() -> ml_collections.ConfigDict:
   c.remat = False
   c.unroll = True
   c.batching = "vmap"       # vmap | map (lax.map: less memory)
+  c.eval_batching = "auto"  # auto | vmap | map (auto: map on CPU)
   c.conv_impl = "auto"      # auto | xla | matmul | im2col (auto: im2col on CPU)
   c.compute_dtype = "float32"  # float32 | bfloat16 (float32 parameters)
   c.progress = True

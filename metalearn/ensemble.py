@@ -103,7 +103,7 @@ def query_outputs(apply_fn: ApplyFn,
                   inner_steps: int,
                   step_aware: bool = False,
                   chunk_size: int = 100,
-                  batching: str = "vmap",
+                  batching: str = "auto",
                   objective: Objective = CLASSIFICATION,
                   body_head: Optional[core.BodyHead] = None,
                   inner: Optional[rules.InnerUpdate] = None) -> np.ndarray:
@@ -117,7 +117,7 @@ def query_outputs(apply_fn: ApplyFn,
     ``inner_steps`` inner steps, computed as the evaluation computes its
     query metrics.
   """
-  evaluate_lib.check_options(inner_steps, batching)
+  batching = evaluate_lib.check_options(inner_steps, batching)
   lrs = inner_lrs_lib.extend_inner_lrs(inner_lrs, inner_steps)
   out = []
   for part, n in evaluate_lib.task_chunks(tasks, chunk_size):

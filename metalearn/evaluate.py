@@ -106,13 +106,31 @@ def ci95(values: np.ndarray) -> float:
   return 1.96 * float(np.std(values)) / math.sqrt(len(values))
 
 
-def check_options(inner_steps: int, batching: str) -> None:
-  """ValueError naming ``inner_steps`` (< 1) or ``batching`` (unknown)."""
+BATCHINGS = ("auto", "vmap", "map")
+
+
+def resolve_batching(batching: str) -> str:
+  """``auto`` -> ``map`` on CPU, ``vmap`` elsewhere; checks the name.
+
+  An evaluation's cost is its query sets' forward passes. On CPU, tasks one
+  after another ran them faster than vmapped (conv-4 with per-task
+  weights, docs/benchmarks.md); an accelerator wants the tasks in parallel.
+  """
+  if batching not in BATCHINGS:
+    raise ValueError(f"batching must be one of {', '.join(BATCHINGS)}; got "
+                     f"{batching!r}.")
+  if batching == "auto":
+    return "map" if jax.default_backend() == "cpu" else "vmap"
+  return batching
+
+
+def check_options(inner_steps: int, batching: str) -> str:
+  """The resolved ``batching`` (:func:`resolve_batching`); ValueError
+  naming ``inner_steps`` (< 1) or ``batching`` (unknown)."""
   if inner_steps < 1:
     raise ValueError(f"inner_steps (test inner steps) must be >= 1, got "
                      f"{inner_steps}.")
-  if batching not in ("vmap", "map"):
-    raise ValueError(f"batching must be 'vmap' or 'map', got {batching!r}.")
+  return resolve_batching(batching)
 
 
 def task_chunks(tasks: Task, chunk_size: int) -> Iterator[tuple[Task, int]]:
@@ -147,7 +165,7 @@ def evaluate(apply_fn: ApplyFn,
              inner_steps: int,
              step_aware: bool = False,
              chunk_size: int = 100,
-             batching: str = "vmap",
+             batching: str = "auto",
              objective: Objective = CLASSIFICATION,
              body_head: Optional[core.BodyHead] = None,
              inner: Optional[rules.InnerUpdate] = None,
@@ -164,8 +182,9 @@ def evaluate(apply_fn: ApplyFn,
     step_aware: ``apply_fn`` takes the inner step index.
     chunk_size: tasks per compiled call (memory bound); the last chunk is
       padded, so one shape compiles once.
-    batching: ``"vmap"`` or ``"map"`` over the tasks of a chunk (``"map"`` is
-      faster for conv nets on CPU), as in :func:`metalearn.core.meta_loss`.
+    batching: ``"vmap"`` or ``"map"`` over the tasks of a chunk, as in
+      :func:`metalearn.core.meta_loss`, or ``"auto"``
+      (:func:`resolve_batching`: ``"map"`` on CPU).
     objective, body_head: as in :func:`metalearn.core.meta_loss` (hashable:
       static arguments).
     inner: how each task adapts (:class:`metalearn.rules.InnerUpdate`,
@@ -177,7 +196,7 @@ def evaluate(apply_fn: ApplyFn,
   Returns:
     An :class:`EvalResult`.
   """
-  check_options(inner_steps, batching)
+  batching = check_options(inner_steps, batching)
   lrs = inner_lrs_lib.extend_inner_lrs(inner_lrs, inner_steps)
   num_tasks = int(tasks.support_y.shape[0])
   losses, accs, before = [], [], []

@@ -63,8 +63,8 @@ RUNTIME_FIELDS = frozenset({
     "meta_steps", "max_train_seconds", "steps_per_call", "eval_every",
     "checkpoint_every", "test_tasks", "eval_chunk_size", "progress",
     # Speed and memory: the same computation.
-    "devices", "remat", "block_remat", "unroll", "batching", "conv_impl",
-    "fast_head",
+    "devices", "remat", "block_remat", "unroll", "batching", "eval_batching",
+    "conv_impl", "fast_head",
 })
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ INT_FIELDS = {
 }
 POSITIVE_FIELDS = ("inner_lr", "outer_lr", "inner_adam_lr")
 CHOICE_FIELDS = ("algorithm", "dataset", "lr_schedule", "batching",
-                 "conv_impl", "compute_dtype", "model", "loss",
+                 "eval_batching", "conv_impl", "compute_dtype", "model", "loss",
                  "outer_optimizer", "inner_optimizer")
 NOT_AN_INT = st.one_of(st.floats(allow_nan=True), st.text(max_size=5),
                        st.none())
@@ -114,6 +114,7 @@ def test_choices_outside_their_set(field, value):
            "dataset": ("tfds", "lake", "vinyals", "mamlpp", "mini_imagenet"),
            "lr_schedule": ("constant", "cosine", "linear"),
            "batching": ("vmap", "map"),
+           "eval_batching": ("auto", "vmap", "map"),
            "conv_impl": ("auto", "xla", "matmul", "im2col"),
            "compute_dtype": ("float32", "bfloat16"),
            "model": ("conv4", "resnet12", "mlp"),

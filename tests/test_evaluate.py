@@ -155,6 +155,12 @@ class EvaluateTest(parameterized.TestCase):
     self.assert_results_close(self.evaluate(batching="map"),
                               self.evaluate(batching="vmap"))
 
+  def test_auto_batching_maps_on_cpu(self):
+    self.assertEqual(evaluate_lib.resolve_batching("auto"),
+                     "map" if jax.default_backend() == "cpu" else "vmap")
+    for given in ("vmap", "map"):
+      self.assertEqual(evaluate_lib.resolve_batching(given), given)
+
   @parameterized.parameters(0, -1)
   def test_bad_inner_steps(self, inner_steps):
     with self.assertRaisesRegex(ValueError, "inner_steps"):
