@@ -14,6 +14,7 @@ any length up to ``steps_per_call``.
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
+from jax.extend import core as jax_core
 import jax.numpy as jnp
 import optax
 
@@ -80,6 +81,23 @@ def init_meta_state(params: PyTree, inner_lrs: PyTree,
   meta = jax.tree.map(jnp.array, MetaParams(params, inner_lrs))
   return MetaState(jnp.zeros((), jnp.int32), meta,
                    optimizer.init(trainable(meta, learn_inner_lrs)))
+
+
+def _traced_once(fn: Callable, *args) -> tuple[Callable, Any]:
+  """``fn`` traced once on ``args``: a function that replays its jaxpr on
+  arguments of the same structure, and ``fn``'s output shapes.
+
+  Tracing a meta-step (vmap of a gradient through the inner loop) takes
+  seconds; replaying its jaxpr costs a small part of that, so the step is
+  not traced a second time only to learn its output shapes.
+  """
+  closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*args)
+  replay = jax_core.jaxpr_as_fun(closed)
+  out_tree = jax.tree.structure(out_shape)
+
+  def run(*call_args):
+    return jax.tree.unflatten(out_tree, replay(*jax.tree.leaves(call_args)))
+  return run, out_shape
 
 
 def make_meta_step(apply_fn: ApplyFn,
@@ -182,13 +200,12 @@ def make_meta_step(apply_fn: ApplyFn,
                             length=steps_per_call)
       # The first ``count`` meta-steps run, the rest pass the state through
       # with zero metrics: one program serves every call length.
-      out_shape = jax.eval_shape(one_step, state, data, key)[1]
+      run, out_shape = _traced_once(one_step, state, data, key)
       def skip(s):
         return s, jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype),
-                               out_shape)
+                               out_shape[1])
       def body(s, i):
-        return jax.lax.cond(i < count, lambda s: one_step(s, data, key),
-                            skip, s)
+        return jax.lax.cond(i < count, lambda s: run(s, data, key), skip, s)
       return jax.lax.scan(body, state, jnp.arange(steps_per_call))
   if jit:
     step = jax.jit(step, donate_argnums=(0,) if donate else ())
