@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from metalearn import algorithms
+from metalearn import build
 from metalearn import compare
 from metalearn import config_checks
 from metalearn import configs
@@ -139,6 +140,12 @@ def test_compare_config_sizes():
                                                      1250, 8)
   assert cpu.test_tasks >= 200 and cpu.train_pool == 0
   assert "meta_steps 1250 -> " in cpu.description
+  # MAML++ on the CPU weighs a trajectory of inner steps and anneals the
+  # derivative order, both switching at one meta-step: two phase programs.
+  plan = build.build_plan(compare.config_for(cpu, "mamlpp"))
+  assert cpu.inner_steps >= 3 and plan.msl_end > 0
+  assert plan.first_order_end == plan.msl_end and plan.switches() == [
+      plan.msl_end]
   assert configs_module().get_config().to_dict() == cpu.to_dict()  # on CPU
   with pytest.raises(ValueError, match="unknown"):
     configs_module().get_config("huge")
