@@ -14,11 +14,12 @@ import jax
 
 JAX_CACHE_DIR_ENV = "METALEARN_JAX_CACHE_DIR"
 
-# XLA's CPU backend without LLVM's optimisation passes and with its older
-# fusion emitters: a meta-step compiles several times faster, and may run
-# slower (``experiments/benchmark.py``'s ``fastcc`` knob measures both).
-FAST_CPU_COMPILE = {"xla_backend_optimization_level": 0,
-                    "xla_cpu_use_fusion_emitters": False}
+# XLA's CPU backend with its older fusion emitters (``experiments/
+# benchmark.py``'s ``oldfusion`` knob measures compile and run time).
+OLD_CPU_FUSION = {"xla_cpu_use_fusion_emitters": False}
+# ... and without LLVM's optimisation passes: a meta-step compiles several
+# times faster, and may run slower (the ``fastcc`` knob).
+FAST_CPU_COMPILE = {"xla_backend_optimization_level": 0, **OLD_CPU_FUSION}
 
 
 def default_dir() -> Path:
