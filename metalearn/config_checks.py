@@ -18,9 +18,9 @@ from metalearn import rules
 from metalearn.data import augment
 from metalearn.data import registry as datasets
 from metalearn.data import shapes
+from metalearn.evaluate import BATCHINGS
 from metalearn.models import registry as models
 from metalearn.models.conv4 import CONV_IMPLS
-from metalearn.evaluate import BATCHINGS
 from metalearn.precision import COMPUTE_DTYPES
 
 LR_SCHEDULES = ("constant", "cosine", "linear")
