@@ -14,20 +14,12 @@ import jax
 
 JAX_CACHE_DIR_ENV = "METALEARN_JAX_CACHE_DIR"
 
-# XLA's CPU backend with its older fusion emitters: what a meta-step
-# compiles with on a CPU (:func:`step_compile_options`; ``experiments/
-# benchmark.py``'s ``newfusion`` knob measures the newer ones).
+# XLA's CPU backend with its older fusion emitters (``experiments/
+# benchmark.py``'s ``oldfusion`` knob measures compile and run time).
 OLD_CPU_FUSION = {"xla_cpu_use_fusion_emitters": False}
 # ... and without LLVM's optimisation passes: a meta-step compiles several
 # times faster, and may run slower (the ``fastcc`` knob).
 FAST_CPU_COMPILE = {"xla_backend_optimization_level": 0, **OLD_CPU_FUSION}
-
-
-def step_compile_options() -> Optional[dict]:
-  """XLA options for compiling a meta-step: on a CPU the older fusion
-  emitters, which compiled meta-steps faster and ran them as fast
-  (docs/benchmarks.md); elsewhere None (XLA's defaults)."""
-  return dict(OLD_CPU_FUSION) if jax.default_backend() == "cpu" else None
 
 
 def default_dir() -> Path:

@@ -19,7 +19,6 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from metalearn import compilation_cache
 from metalearn import profiling
 from metalearn.schedules import Phase
 from metalearn.schedules import PhasePlan
@@ -158,8 +157,7 @@ def _program(programs: _Programs, phase: Phase, capacity: int, state, data,
     return programs.compiled[cache_key], 0.0
   start = time.perf_counter()
   args = (state, data, key) + ((np.int32(capacity),) if capacity > 1 else ())
-  compiled = programs.build(phase, capacity).lower(*args).compile(
-      compilation_cache.step_compile_options())
+  compiled = programs.build(phase, capacity).lower(*args).compile()
   programs.compiled[cache_key] = compiled
   return compiled, max(time.perf_counter() - start, 1e-9)
 

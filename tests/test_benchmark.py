@@ -32,7 +32,7 @@ def test_parse_mode():
   assert benchmark.parse_mode("tuned+blockremat").block_remat
   assert benchmark.parse_mode("tuned+bodyloop").body_loop
   assert benchmark.parse_mode("tuned+fastcc").fast_compile
-  assert benchmark.parse_mode("tuned+newfusion").new_fusion
+  assert benchmark.parse_mode("tuned+oldfusion").old_fusion
   mode = benchmark.parse_mode("tuned+remat+spc4+shard+bf16+unroll+map")
   assert (mode.remat, mode.shard, mode.bf16, mode.unroll, mode.map) == (
       True, True, True, True, True)

@@ -5,7 +5,6 @@ import numpy as np
 import optax
 
 import metalearn as ml
-from metalearn import compilation_cache
 from metalearn import schedules
 from metalearn import trainer
 from tests import helpers
@@ -39,23 +38,6 @@ def _run(steps_per_call, marks, built):
                        on_mark=lambda step, s, stop: seen.append(step),
                        progress=False)
   return result, chunks, seen
-
-
-def test_each_program_compiles_with_the_step_options(monkeypatch):
-  asked = []
-  def options():
-    asked.append(True)
-    return dict(compilation_cache.OLD_CPU_FUSION)
-  monkeypatch.setattr(compilation_cache, "step_compile_options", options)
-  result, _, _ = _run(4, marks=(3, 7), built=[])
-  assert len(asked) == 2  # One compile per phase program, both with them.
-  assert int(result.state.step) == 10
-
-
-def test_step_options_are_the_older_fusion_emitters_on_cpu_only():
-  expected = ({"xla_cpu_use_fusion_emitters": False}
-              if jax.default_backend() == "cpu" else None)
-  assert compilation_cache.step_compile_options() == expected
 
 
 def test_one_program_per_phase_whatever_the_call_lengths():

@@ -105,8 +105,7 @@ def _build_tuned(w: Workload, mode: Mode, p: Problem, state, key: Array,
   data = sharding.replicate(p.data, mesh)
   start = time.perf_counter()
   options = (compilation_cache.FAST_CPU_COMPILE if mode.fast_compile else
-             None if mode.new_fusion else
-             compilation_cache.step_compile_options())
+             compilation_cache.OLD_CPU_FUSION if mode.old_fusion else None)
   compiled = step.lower(state, data, key).compile(options)
   compile_s = time.perf_counter() - start
 

@@ -84,7 +84,7 @@ class Mode(NamedTuple):
   block_remat: bool = False
   body_loop: bool = False
   fast_compile: bool = False
-  new_fusion: bool = False
+  old_fusion: bool = False
 
   @property
   def plain(self) -> bool:
@@ -106,8 +106,8 @@ def _apply_knob(mode: Mode, knob: str, spec: str) -> Mode:
     return mode._replace(body_loop=True)
   if knob == "fastcc":
     return mode._replace(fast_compile=True)
-  if knob == "newfusion":
-    return mode._replace(new_fusion=True)
+  if knob == "oldfusion":
+    return mode._replace(old_fusion=True)
   if knob in _CONV_KNOBS:
     return mode._replace(conv=_CONV_KNOBS[knob])
   if knob.startswith("spc") and knob[3:].isdigit() and int(knob[3:]) > 0:
@@ -129,9 +129,8 @@ def parse_mode(spec: str) -> Mode:
   ``bodyloop`` (ANIL adapts its head through the whole model at every inner
   step instead of running the body once per task: measures that lever),
   ``fastcc`` (compile with :data:`metalearn.compilation_cache.FAST_CPU_COMPILE`:
-  measures compile time against run time), ``newfusion`` (compile with
-  XLA's default options, the newer CPU fusion emitters, instead of
-  :func:`metalearn.compilation_cache.step_compile_options`).
+  measures compile time against run time), ``oldfusion`` (compile with
+  :data:`metalearn.compilation_cache.OLD_CPU_FUSION` only).
 
   Raises:
     ValueError: naming the mode, for an unknown head or knob.
@@ -143,7 +142,7 @@ def parse_mode(spec: str) -> Mode:
     raise ValueError(f"mode {spec!r}: expected 'plain' or 'tuned[+knob...]' "
                      "with knobs unroll, remat, bf16, shard, map, mm, i2c, "
                      "xla, everyq, spcN, blockremat, bodyloop, fastcc, "
-                     "newfusion.")
+                     "oldfusion.")
   mode = Mode(spec.strip())
   for knob in knobs:
     mode = _apply_knob(mode, knob, spec)
