@@ -15,7 +15,9 @@ Instead, at the stationary point ``d phi*/d theta = (I + H/lam)^-1``, with
     v = (I + H/lam)^-1 g,    g = grad L_Q(phi),
 
 solved with ``cg_steps`` steps of conjugate gradients on Hessian-vector
-products (``jax.jvp`` of ``jax.grad``): memory does not grow with the inner
+products (the VJP of ``jax.grad``, taken once per task: ``H`` is symmetric,
+so ``v^T H = H v``; reverse mode, so models with hand-written VJPs such as
+:mod:`metalearn.models.im2col` work): memory does not grow with the inner
 steps. For leaves the inner loop leaves alone (rate ``None``) the exact
 direction is ``g_F - (H v)_F / lam`` (one more Hessian-vector product).
 
@@ -193,9 +195,10 @@ def implicit_gradient(outputs: OutputsFn, phi: PyTree, inner_lrs: PyTree,
                             step_aware=False)
   g = jax.grad(lambda p: losses.query_metrics(p, 0).loss)(phi)
   support_grad = jax.grad(lambda p: losses.support_loss(p, 0))
+  _, hessian_vjp = jax.vjp(support_grad, phi)
 
-  def hvp(v):
-    return jax.jvp(support_grad, (phi,), (v,))[1]
+  def hvp(v):  # H v = v^T H: the support loss's Hessian is symmetric.
+    return hessian_vjp(v)[0]
 
   scale = lam + damping
 
