@@ -115,7 +115,7 @@ def test_choices_outside_their_set(field, value):
            "lr_schedule": ("constant", "cosine", "linear"),
            "batching": ("vmap", "map"),
            "eval_batching": ("auto", "vmap", "map"),
-           "conv_impl": ("auto", "xla", "matmul", "im2col"),
+           "conv_impl": ("auto", "xla", "matmul", "im2col", "im2col_vjp"),
            "compute_dtype": ("float32", "bfloat16"),
            "model": ("conv4", "resnet12", "mlp"),
            "loss": ("cross_entropy",),

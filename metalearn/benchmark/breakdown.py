@@ -38,7 +38,7 @@ from metalearn.benchmark.workloads import make_problem
 from metalearn.benchmark.workloads import parse_mode
 
 # Mode knobs a breakdown honours; the others change what a part means.
-KNOBS = ("unroll", "remat", "mm", "i2c", "xla")
+KNOBS = ("unroll", "remat", "mm", "i2c", "i2cv", "xla")
 # (derived part, minuend, subtrahends): the backward passes, and what the
 # step spends beyond its sampling, meta-gradient and update.
 DIFFERENCES = (("backward", "meta_grad", ("meta_loss",)),

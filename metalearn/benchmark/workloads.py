@@ -91,7 +91,8 @@ class Mode(NamedTuple):
     return self.spec == "plain"
 
 
-_CONV_KNOBS = {"mm": "matmul", "i2c": "im2col", "xla": "xla"}
+_CONV_KNOBS = {"mm": "matmul", "i2c": "im2col", "i2cv": "im2col_vjp",
+               "xla": "xla"}
 
 
 def _apply_knob(mode: Mode, knob: str, spec: str) -> Mode:
@@ -121,8 +122,9 @@ def parse_mode(spec: str) -> Mode:
   Knobs: ``unroll`` (unroll the inner ``lax.scan``), ``remat``
   (``jax.checkpoint`` per inner step), ``bf16`` (bfloat16 compute), ``shard``
   (split tasks over all devices), ``map`` (``lax.map`` over tasks instead of
-  ``vmap``), ``mm`` / ``i2c`` / ``xla`` (shifted-matmul / im2col / XLA
-  convolutions instead of the model's ``auto`` choice), ``everyq``
+  ``vmap``), ``mm`` / ``i2c`` / ``i2cv`` / ``xla`` (shifted-matmul / im2col /
+  im2col with im2col derivatives / XLA convolutions instead of the model's
+  ``auto`` choice), ``everyq``
   (MAML/FOMAML run the query set after every inner step, weighted one-hot,
   as before the library skipped it: measures that lever), ``spcN`` (N meta-steps per call),
   ``blockremat`` (ResNet-12 only: ``nn.remat`` each residual block),
@@ -141,7 +143,7 @@ def parse_mode(spec: str) -> Mode:
   if head != "tuned":
     raise ValueError(f"mode {spec!r}: expected 'plain' or 'tuned[+knob...]' "
                      "with knobs unroll, remat, bf16, shard, map, mm, i2c, "
-                     "xla, everyq, spcN, blockremat, bodyloop, fastcc, "
+                     "i2cv, xla, everyq, spcN, blockremat, bodyloop, fastcc, "
                      "oldfusion.")
   mode = Mode(spec.strip())
   for knob in knobs:

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from metalearn import masking
+from metalearn.models import im2col
 from metalearn.models import registry
 from metalearn.types import Array, PyTree
 
@@ -89,25 +90,26 @@ class TransductiveBatchNorm(nn.Module):
     return x * scale.reshape(*lead, features) + offset.reshape(*lead, features)
 
 
-CONV_IMPLS = ("auto", "xla", "matmul", "im2col")
+CONV_IMPLS = ("auto", "xla", "matmul", "im2col", "im2col_vjp")
 
 
 def resolve_conv_impl(conv_impl: str) -> str:
-  """``auto`` -> ``im2col`` on CPU, ``xla`` elsewhere; checks the name.
+  """``auto`` -> ``im2col_vjp`` on CPU, ``xla`` elsewhere; checks the name.
 
   On CPU, per-task kernels under ``vmap`` turn XLA convolutions into grouped
   convolutions that ran 11x slower than nine shifted matmuls (fwd + bwd,
   [8 tasks, 80 images, 14x14x64], docs/performance.md). One im2col matmul
   compiled faster than nine shifted ones, and ran faster at the MAML
-  paper's shape, slower at some others (docs/benchmarks.md). Elsewhere
-  XLA's convolution stays the default until a GPU measurement says
-  otherwise.
+  paper's shape, slower at some others; with im2col derivatives
+  (``im2col_vjp``) instead of JAX's pads and sums it ran 1.05x to 1.33x
+  faster again (docs/benchmarks.md). Elsewhere XLA's convolution stays the
+  default until a GPU measurement says otherwise.
   """
   if conv_impl not in CONV_IMPLS:
     raise ValueError(f"conv_impl must be one of {', '.join(CONV_IMPLS)}; "
                      f"got {conv_impl!r}.")
   if conv_impl == "auto":
-    return "im2col" if jax.default_backend() == "cpu" else "xla"
+    return "im2col_vjp" if jax.default_backend() == "cpu" else "xla"
   return conv_impl
 
 
@@ -141,22 +143,19 @@ class Im2colConv(nn.Module):
   9 C_in], and multiplied by the kernel as a [9 C_in, C_out] matrix: one
   GEMM with a nine times deeper contraction instead of nine, and under
   ``vmap`` one batched GEMM over tasks. Same function and parameters as
-  :class:`ShiftedMatmulConv`. Input [B, H, W, C_in] -> [B, H, W, C_out].
+  :class:`ShiftedMatmulConv`. With ``im2col_vjp`` its derivatives are
+  im2col matmuls too (:mod:`metalearn.models.im2col`). Input [B, H, W,
+  C_in] -> [B, H, W, C_out].
   """
   features: int
+  im2col_vjp: bool = False
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    channels = x.shape[-1]
     kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                        (3, 3, channels, self.features))
-    height, width = x.shape[-3:-1]
-    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    patches = jnp.concatenate(
-        [padded[:, dy:dy + height, dx:dx + width, :]
-         for dy in range(3) for dx in range(3)], axis=-1)
-    return jnp.einsum("bhwk,kd->bhwd", patches,
-                      kernel.reshape(9 * channels, self.features))
+                        (3, 3, x.shape[-1], self.features))
+    conv = im2col.conv3x3 if self.im2col_vjp else im2col.im2col_conv
+    return conv(x, kernel)
 
 
 def max_pool_2x2(x: Array) -> Array:
@@ -185,19 +184,20 @@ def max_pool_2x2(x: Array) -> Array:
 
 def conv3x3(features: int, conv_impl: str, name: str) -> nn.Module:
   """The 3x3 SAME convolution without bias that ``conv_impl`` names
-  (``xla``, ``matmul`` or ``im2col``, resolved): same parameters."""
+  (``xla``, ``matmul``, ``im2col`` or ``im2col_vjp``, resolved): same
+  parameters."""
   if conv_impl == "matmul":
     return ShiftedMatmulConv(features, name=name)
-  if conv_impl == "im2col":
-    return Im2colConv(features, name=name)
+  if conv_impl in ("im2col", "im2col_vjp"):
+    return Im2colConv(features, conv_impl == "im2col_vjp", name=name)
   return nn.Conv(features, (3, 3), padding="SAME", use_bias=False, name=name)
 
 
 class Conv4(nn.Module):
   """Conv-4 backbone and linear head. Input [B, H, W, C] -> [B, n_way].
 
-  ``conv_impl`` is ``xla`` (``nn.Conv``) or ``matmul``
-  (:class:`ShiftedMatmulConv`): the same function and parameters.
+  ``conv_impl`` is a resolved name of :func:`conv3x3`: the same function
+  and parameters every way.
   """
   n_way: int
   filters: int = 64
@@ -238,9 +238,11 @@ def conv4(n_way: int,
     bn_steps: 0 for one batch-norm affine per layer; N > 0 for one per inner
       step (MAML++), which makes ``apply`` take the step index.
     conv_impl: ``xla`` (``nn.Conv``), ``matmul`` (nine shifted matmuls),
-      ``im2col`` (one matmul; both fast for per-task kernels on CPU) or
-      ``auto`` (``im2col`` on CPU, else ``xla``). Same parameters and
-      function every way.
+      ``im2col`` (one matmul; both fast for per-task kernels on CPU),
+      ``im2col_vjp`` (``im2col`` whose derivatives are im2col matmuls too;
+      reverse mode only, :mod:`metalearn.models.im2col`) or ``auto``
+      (``im2col_vjp`` on CPU, else ``xla``). Same parameters and function
+      every way.
 
   Returns:
     A :class:`Model`.

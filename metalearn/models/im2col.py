@@ -1,0 +1,90 @@
+"""A 3x3, stride-1, SAME convolution as one im2col matmul, with derivatives
+that are themselves im2col matmuls.
+
+JAX's derivative of ``windows(x) @ kernel`` with respect to ``x`` is the
+transpose of the window stacking: nine slices of the [B, H, W, 9 C]
+cotangent, each padded back to [B, H + 2, W + 2, C] and summed. MAML's
+meta-gradient differentiates that again. :func:`conv3x3` instead has a
+hand-written VJP made of two functions that close under differentiation:
+
+- the input gradient is the same convolution of the output gradient with
+  the kernel flipped in space and transposed in channels;
+- the kernel gradient :func:`kernel_grad` is ``windows(x)^T @ g``, whose own
+  VJP is the convolution again, of ``x`` and of ``g``.
+
+So every derivative, of any order, stacks windows and multiplies; none
+scatters. Reverse mode only: ``jax.jvp`` through :func:`conv3x3` raises
+(``jax.custom_vjp``), so forward-over-reverse Hessian-vector products need
+the plain im2col convolution.
+"""
+
+import jax
+import jax.numpy as jnp
+
+from metalearn.types import Array
+
+
+def windows(x: Array) -> Array:
+  """The nine shifted 3x3 windows of a zero-padded image stacked on the
+  channel axis: [B, H, W, C] -> [B, H, W, 9 C], window-major (dy, dx)."""
+  height, width = x.shape[-3:-1]
+  padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  return jnp.concatenate(
+      [padded[:, dy:dy + height, dx:dx + width, :]
+       for dy in range(3) for dx in range(3)], axis=-1)
+
+
+def im2col_conv(x: Array, kernel: Array) -> Array:
+  """x [B, H, W, C] and kernel [3, 3, C, D] -> [B, H, W, D]: one matmul with
+  a 9 C deep contraction; JAX differentiates it."""
+  channels, features = kernel.shape[2:]
+  return jnp.einsum("bhwk,kd->bhwd", windows(x),
+                    kernel.reshape(9 * channels, features))
+
+
+def _flipped(kernel: Array) -> Array:
+  """[3, 3, C, D] -> [3, 3, D, C], mirrored in both spatial axes: the kernel
+  whose SAME convolution is the transpose of ``kernel``'s."""
+  return jnp.swapaxes(kernel[::-1, ::-1], 2, 3)
+
+
+@jax.custom_vjp
+def conv3x3(x: Array, kernel: Array) -> Array:
+  """:func:`im2col_conv` with im2col derivatives (the module docstring).
+  x [B, H, W, C], kernel [3, 3, C, D] -> [B, H, W, D]."""
+  return im2col_conv(x, kernel)
+
+
+def _conv3x3_fwd(x, kernel):
+  return conv3x3(x, kernel), (x, kernel)
+
+
+def _conv3x3_bwd(residuals, g):
+  x, kernel = residuals
+  return (conv3x3(g, _flipped(kernel)).astype(x.dtype),
+          kernel_grad(x, g).astype(kernel.dtype))
+
+
+conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
+
+
+@jax.custom_vjp
+def kernel_grad(x: Array, g: Array) -> Array:
+  """The kernel gradient of ``conv3x3(x, kernel)`` given the output
+  gradient: x [B, H, W, C], g [B, H, W, D] -> [3, 3, C, D]."""
+  channels, features = x.shape[-1], g.shape[-1]
+  return jnp.einsum("bhwk,bhwd->kd", windows(x), g).reshape(
+      3, 3, channels, features)
+
+
+def _kernel_grad_fwd(x, g):
+  return kernel_grad(x, g), (x, g)
+
+
+def _kernel_grad_bwd(residuals, cotangent):
+  x, g = residuals
+  return (conv3x3(g, _flipped(cotangent)).astype(x.dtype),
+          conv3x3(x, cotangent).astype(g.dtype))
+
+
+kernel_grad.defvjp(_kernel_grad_fwd, _kernel_grad_bwd)
