@@ -51,6 +51,7 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
 from metalearn import algorithms
+from metalearn import host_memory
 from metalearn import benchmark
 
 _ALGORITHMS = flags.DEFINE_list(
@@ -123,4 +124,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  host_memory.reexec_with_huge_pages()
   app.run(main)

@@ -26,6 +26,7 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
 from metalearn import configs
+from metalearn import host_memory
 from metalearn.benchmark import memory
 
 _ALGORITHMS = flags.DEFINE_list("algorithms", list(memory.ALGORITHMS),
@@ -74,4 +75,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  host_memory.reexec_with_huge_pages()
   app.run(main)

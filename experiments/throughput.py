@@ -26,6 +26,7 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
 from metalearn import cli  # pylint: disable=g-import-not-at-top
+from metalearn import host_memory
 from metalearn import profiling
 from metalearn.benchmark import Workload
 from metalearn.benchmark import throughput
@@ -95,4 +96,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  host_memory.reexec_with_huge_pages()
   app.run(main)

@@ -185,7 +185,8 @@ def header(config, spec: str, command: str, isolate: bool) -> list[str]:
     lines.append(config.description)
   lines += [f"Machine: {env['device']}, {env['cpu']} x {env['cpu_count']} "
             f"cores, load average at start {env['load_average_at_start']}; "
-            f"jax {env['jax']}; commit {env['commit']}",
+            f"jax {env['jax']}; host memory {env['host_malloc']}; "
+            f"commit {env['commit']}",
             "Memory: " + ("one process per algorithm" if isolate else
                           "one shared process (see Notes)"),
             f"Command: {command or 'metalearn.compare.run_comparison'}"]

@@ -17,6 +17,8 @@ from typing import Any, Optional, Sequence
 
 import jax
 
+from metalearn import host_memory
+
 
 def compiled_temp_bytes(compiled) -> Optional[int]:
   """XLA's scratch bytes of a compiled program, or None if not reported."""
@@ -66,8 +68,8 @@ def run_isolated(function: str, request: Any) -> Any:
   module, _, name = function.partition(":")
   root = str(Path(__file__).resolve().parents[1])
   path = os.environ.get("PYTHONPATH")
-  env = {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path
-                                              else "")}
+  env = {**host_memory.env_with_huge_pages(),
+         "PYTHONPATH": root + (os.pathsep + path if path else "")}
   code = ("import json, sys, importlib; "
           f"f = getattr(importlib.import_module({module!r}), {name!r}); "
           "r = f(json.loads(sys.stdin.read())); "
@@ -113,6 +115,7 @@ def environment() -> dict:
       "load_average_at_start": (list(os.getloadavg())
                                 if hasattr(os, "getloadavg") else None),
       "python": platform.python_version(), "jax": jax.__version__,
+      "host_malloc": host_memory.describe(),
       "commit": (commit + ("+uncommitted changes" if dirty else "")) or
                 "unknown",
   }

@@ -10,6 +10,8 @@ from typing import NamedTuple, Optional, Sequence
 
 import jax
 
+from metalearn import host_memory
+
 
 class Row(NamedTuple):
   """One measured (workload, mode); ``error`` is set when it failed.
@@ -140,7 +142,8 @@ def markdown_table(rows: Sequence[Row]) -> str:
   notes = (f"\nDevice: {', '.join(kinds)}; jax {jax.__version__}. Peak memory: "
            f"{', '.join(sources) or 'n/a'}. Timed chunks per row: "
            f"{max((r.chunks for r in rows), default=0)}."
-           + (f" Peer: {', '.join(peers)}." if peers else "") + "\n")
+           + (f" Peer: {', '.join(peers)}." if peers else "")
+           + f" Host memory: {host_memory.describe()}.\n")
   return "\n".join(lines) + "\n" + notes
 
 

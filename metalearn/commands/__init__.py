@@ -5,6 +5,7 @@
 import sys
 from typing import Sequence
 
+from metalearn import host_memory
 from metalearn import presets
 
 
@@ -25,8 +26,11 @@ def resolve_config_args(argv: Sequence[str]) -> list[str]:
 
 
 def prepare_argv() -> None:
-  """Rewrites ``sys.argv`` in place (before absl parses it); a bad preset
-  name prints one line and exits 2."""
+  """Restarts the process with huge pages for XLA's CPU scratch
+  (:func:`metalearn.host_memory.reexec_with_huge_pages`), then rewrites
+  ``sys.argv`` in place (before absl parses it); a bad preset name prints
+  one line and exits 2."""
+  host_memory.reexec_with_huge_pages()
   try:
     sys.argv[:] = resolve_config_args(sys.argv)
   except ValueError as e:
