@@ -15,6 +15,12 @@ os.environ["XLA_FLAGS"] = xla_flags.with_fast_compile(
 
 import jax  # pylint: disable=g-import-not-at-top
 
+from metalearn import host_memory  # pylint: disable=g-import-not-at-top
+
+# xdist's workers, the binaries and notebook kernels start with glibc's huge
+# pages for XLA's scratch (metalearn.host_memory), as the binaries would.
+os.environ.update(host_memory.env_with_huge_pages())
+
 jax.config.update("jax_numpy_rank_promotion", "raise")
 # Identical programs built by different tests compile once: CPU compile time
 # dominates this suite.
