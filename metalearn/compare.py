@@ -87,6 +87,7 @@ def record(config, summary: dict, test, metrics: runs.Metrics,
       name=alg.name, first_order=alg.first_order, plus_plus=alg.plus_plus,
       compile_s=summary["compile_seconds_this_run"],
       train_s=summary["train_seconds_this_run"],
+      test_s=summary.get("test_seconds_this_run"),
       meta_steps=summary["meta_steps"], tasks_trained=tasks,
       tasks_per_s=summary["tasks_per_second"],
       xla_temp_bytes=summary["xla_temp_bytes"], **memory,
@@ -178,6 +179,23 @@ def describe(c: ml_collections.ConfigDict) -> str:
 _OPTIMIZER_NAMES = {"adam": "Adam", "sgd": "SGD"}
 
 
+def time_split(results: Sequence[report.AlgorithmResult],
+               wall: float) -> str:
+  """Where the wall time of a comparison went, in one line: compiling the
+  meta-steps, training, testing (its compiling included) and the rest
+  (start-up, data, checkpoints, plots), summed over the algorithms."""
+  parts = {"compiling the meta-steps": 0.0, "training": 0.0, "testing": 0.0}
+  for r in results:
+    for name, seconds in zip(parts, (r.compile_s, r.train_s, r.test_s)):
+      parts[name] += seconds or 0.0
+  parts["the rest (start-up, data, checkpoints, plots)"] = max(
+      0.0, wall - sum(parts.values()))
+  share = lambda s: f"{100 * s / wall:.0f}%" if wall > 0 else "n/a"  # noqa: E731
+  return f"Total wall time {wall:.0f} s: " + ", ".join(
+      f"{name} {seconds:.0f} s ({share(seconds)})"
+      for name, seconds in parts.items())
+
+
 def header(config, spec: str, command: str, isolate: bool) -> list[str]:
   env = profiling.environment()
   lines = [f"Protocol: {spec}: {describe(config)}"]
@@ -238,7 +256,7 @@ def run_comparison(config: ml_collections.ConfigDict,
                for n in algorithm_names]
     wall = time.perf_counter() - start
     return write_report(results, config, output_dir,
-                        lines + [f"Total wall time {wall:.0f} s"], wall,
+                        lines + [time_split(results, wall)], wall,
                         command, isolate, log)
 
 
@@ -274,6 +292,7 @@ def write_report(results, config, output_dir: Path, lines: list[str],
   }
   (output_dir / "results.json").write_text(json.dumps(summary, indent=1))
   log("\n" + report.console_report(results, reference=reference))
+  log("\n" + time_split(results, wall))
   log(f"\nWrote {output_dir}/report.md, report.html, results.json, "
       f"{', '.join(plots)}")
   return summary

@@ -22,6 +22,7 @@ usable.
 import json
 import os
 from pathlib import Path
+import time
 from typing import NamedTuple
 
 import jax
@@ -225,6 +226,7 @@ def _run(config, workdir: Path, mesh, writes: bool) -> Outcome:
   best = members[0][1] if members else None
   meta = (best if best is not None
           else distributed.local_copy(result.state.meta))
+  testing = time.perf_counter()
   test = build.evaluate_meta(config, exp, meta, exp.test_tasks)
   summary = _summary(config, result, test, best is not None, start)
   ensemble = None
@@ -235,6 +237,7 @@ def _run(config, workdir: Path, mesh, writes: bool) -> Outcome:
           steps=[step for step, _ in members])
     summary["test_ensemble"] = (None if ensemble is None
                                 else ensemble.summary())
+  summary["test_seconds_this_run"] = time.perf_counter() - testing
   if writes:
     (workdir / "eval.json").write_text(json.dumps(summary, indent=2))
     print(evaluate_lib.format_table(test, title=f"{label} test"))

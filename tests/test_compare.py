@@ -79,6 +79,24 @@ def test_readme_command_writes_every_output(readme_run):
   text = (out / "report.md").read_text()
   for words in ("74.16", "71.19", "77–82", "write-up"):
     assert words in text and words in stdout, words
+  # Where the time went, on the console and in the report's header.
+  split = re.findall(r"^Total wall time \d+ s: compiling the meta-steps .*$",
+                     stdout, re.M)
+  assert len(split) == 1 and split[0] in text, stdout[-2000:]
+
+
+def test_time_split_adds_up_to_the_wall_time():
+  results = [report.AlgorithmResult("maml", compile_s=10.0, train_s=50.0,
+                                    test_s=15.0),
+             report.AlgorithmResult("fomaml", compile_s=5.0, train_s=10.0,
+                                    test_s=5.0),
+             report.AlgorithmResult("mamlpp", error="ValueError: x")]
+  assert compare.time_split(results, 100.0) == (
+      "Total wall time 100 s: compiling the meta-steps 15 s (15%), training "
+      "60 s (60%), testing 20 s (20%), the rest (start-up, data, "
+      "checkpoints, plots) 5 s (5%)")
+  # Never a negative rest, whatever the clocks say.
+  assert compare.time_split(results[:1], 70.0).endswith("plots) 0 s (0%)")
 
 
 def test_algorithms_share_tasks_and_initialisation(readme_run):

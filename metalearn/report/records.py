@@ -21,6 +21,7 @@ class AlgorithmResult(NamedTuple):
     first_order, plus_plus: the two flags that define it.
     compile_s: compiling the meta-step, seconds (not part of ``train_s``).
     train_s: the meta-steps after compilation, seconds (steady state).
+    test_s: testing on the test tasks, seconds (its compiling included).
     meta_steps: meta-steps (outer updates) trained.
     tasks_trained: tasks adapted during training.
     tasks_per_s: training throughput, ``tasks_trained / train_s``.
@@ -66,6 +67,7 @@ class AlgorithmResult(NamedTuple):
   plus_plus: Optional[bool] = None
   compile_s: Optional[float] = None
   train_s: Optional[float] = None
+  test_s: Optional[float] = None
   meta_steps: Optional[int] = None
   tasks_trained: Optional[int] = None
   tasks_per_s: Optional[float] = None
