@@ -20,6 +20,9 @@ OLD_CPU_FUSION = {"xla_cpu_use_fusion_emitters": False}
 # ... and without LLVM's optimisation passes: a meta-step compiles several
 # times faster, and may run slower (the ``fastcc`` knob).
 FAST_CPU_COMPILE = {"xla_backend_optimization_level": 0, **OLD_CPU_FUSION}
+# XLA's CPU preset that trades run time for compile time (the ``fcpreset``
+# knob).
+FAST_COMPILE_PRESET = {"xla_cpu_opt_preset": "CPU_OPT_PRESET_FAST_COMPILE"}
 
 
 def default_dir() -> Path:

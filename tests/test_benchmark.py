@@ -33,6 +33,7 @@ def test_parse_mode():
   assert benchmark.parse_mode("tuned+bodyloop").body_loop
   assert benchmark.parse_mode("tuned+fastcc").fast_compile
   assert benchmark.parse_mode("tuned+oldfusion").old_fusion
+  assert benchmark.parse_mode("tuned+fcpreset").fast_compile_preset
   mode = benchmark.parse_mode("tuned+remat+spc4+shard+bf16+unroll+map")
   assert (mode.remat, mode.shard, mode.bf16, mode.unroll, mode.map) == (
       True, True, True, True, True)
@@ -190,13 +191,15 @@ def test_anil_rows_agree_across_implementations():
 
 def test_fast_compile_gives_the_same_step():
   # XLA's cheaper compile is a speed trade, not another computation.
-  tuned, fast = benchmark.run_grid(
+  tuned, fast, preset = benchmark.run_grid(
       [_TINY._replace(algorithm="maml")],
-      [benchmark.parse_mode(m) for m in ("tuned", "tuned+fastcc")],
+      [benchmark.parse_mode(m)
+       for m in ("tuned", "tuned+fastcc", "tuned+fcpreset")],
       benchmark.Timing(1, 1, 1))
-  assert tuned.error is None and fast.error is None
-  assert fast.mode == "tuned+fastcc"
+  assert [r.error for r in (tuned, fast, preset)] == [None] * 3
+  assert (fast.mode, preset.mode) == ("tuned+fastcc", "tuned+fcpreset")
   assert fast.final_loss == pytest.approx(tuned.final_loss, rel=1e-4)
+  assert preset.final_loss == pytest.approx(tuned.final_loss, rel=1e-4)
 
 
 def test_write_results(tiny_rows, tmp_path):

@@ -104,8 +104,11 @@ def _build_tuned(w: Workload, mode: Mode, p: Problem, state, key: Array,
   state = sharding.replicate(state, mesh)
   data = sharding.replicate(p.data, mesh)
   start = time.perf_counter()
-  options = (compilation_cache.FAST_CPU_COMPILE if mode.fast_compile else
-             compilation_cache.OLD_CPU_FUSION if mode.old_fusion else None)
+  options = {**(compilation_cache.FAST_CPU_COMPILE if mode.fast_compile
+                else compilation_cache.OLD_CPU_FUSION if mode.old_fusion
+                else {}),
+             **(compilation_cache.FAST_COMPILE_PRESET
+                if mode.fast_compile_preset else {})} or None
   compiled = step.lower(state, data, key).compile(options)
   compile_s = time.perf_counter() - start
 

@@ -85,6 +85,7 @@ class Mode(NamedTuple):
   body_loop: bool = False
   fast_compile: bool = False
   old_fusion: bool = False
+  fast_compile_preset: bool = False
 
   @property
   def plain(self) -> bool:
@@ -109,6 +110,8 @@ def _apply_knob(mode: Mode, knob: str, spec: str) -> Mode:
     return mode._replace(fast_compile=True)
   if knob == "oldfusion":
     return mode._replace(old_fusion=True)
+  if knob == "fcpreset":
+    return mode._replace(fast_compile_preset=True)
   if knob in _CONV_KNOBS:
     return mode._replace(conv=_CONV_KNOBS[knob])
   if knob.startswith("spc") and knob[3:].isdigit() and int(knob[3:]) > 0:
@@ -132,7 +135,9 @@ def parse_mode(spec: str) -> Mode:
   step instead of running the body once per task: measures that lever),
   ``fastcc`` (compile with :data:`metalearn.compilation_cache.FAST_CPU_COMPILE`:
   measures compile time against run time), ``oldfusion`` (compile with
-  :data:`metalearn.compilation_cache.OLD_CPU_FUSION` only).
+  :data:`metalearn.compilation_cache.OLD_CPU_FUSION` only), ``fcpreset``
+  (compile with XLA's fast-compile preset,
+  :data:`metalearn.compilation_cache.FAST_COMPILE_PRESET`).
 
   Raises:
     ValueError: naming the mode, for an unknown head or knob.
@@ -144,7 +149,7 @@ def parse_mode(spec: str) -> Mode:
     raise ValueError(f"mode {spec!r}: expected 'plain' or 'tuned[+knob...]' "
                      "with knobs unroll, remat, bf16, shard, map, mm, i2c, "
                      "i2cv, xla, everyq, spcN, blockremat, bodyloop, fastcc, "
-                     "oldfusion.")
+                     "oldfusion, fcpreset.")
   mode = Mode(spec.strip())
   for knob in knobs:
     mode = _apply_knob(mode, knob, spec)
