@@ -17,8 +17,8 @@ meta-step (docs/benchmarks.md). Two ways out:
 - **Keeping freed pages** (:func:`keep_freed_pages`, for a notebook or any
   process already running): one malloc arena that never unmaps and keeps up
   to 2 GiB of freed memory, so most calls reuse the same pages (now and
-  then one still faults its scratch in afresh, where glibc placed it past
-  the kept pages: tests/test_host_memory.py reads the median call). Call it
+  then one still faults its scratch in afresh, for a reason not
+  established: tests/test_host_memory.py reads the median call). Call it
   before JAX first computes. It makes compiling slower (one arena for
   XLA's compiler threads: 10 s became 16 s for one meta-step), so the
   binaries use huge pages instead.

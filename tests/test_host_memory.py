@@ -57,7 +57,7 @@ def test_a_binary_restarts_once_with_the_tunable():
 
 # A program with ~200 MiB of XLA scratch; the median call's page faults after
 # warm-up. The median, because with kept pages an occasional call still
-# faults its scratch in afresh (glibc placed it past the kept pages).
+# faults its scratch in afresh (why was not established).
 _FAULTS = """
 import json, resource, statistics, sys
 from metalearn import host_memory
