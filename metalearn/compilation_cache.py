@@ -23,6 +23,11 @@ FAST_CPU_COMPILE = {"xla_backend_optimization_level": 0, **OLD_CPU_FUSION}
 # XLA's CPU preset that trades run time for compile time (the ``fcpreset``
 # knob).
 FAST_COMPILE_PRESET = {"xla_cpu_opt_preset": "CPU_OPT_PRESET_FAST_COMPILE"}
+# ... and XLA's CPU backend handing elementwise ops and reductions to the
+# YNNPACK library, not only matmuls, so that fewer kernels go through LLVM
+# (the ``ynnew`` knob).
+YNN_ELEMENTWISE = {"xla_cpu_experimental_ynn_fusion_type": ",".join(
+    "LIBRARY_FUSION_TYPE_" + kind for kind in ("DOT", "ELTWISE", "REDUCE"))}
 
 
 def default_dir() -> Path:

@@ -12,6 +12,7 @@ import pytest
 
 from metalearn import algorithms
 from metalearn import benchmark
+from metalearn import compilation_cache
 from metalearn import rules
 from metalearn import schedules
 from tests.test_sharding import child_env
@@ -34,6 +35,7 @@ def test_parse_mode():
   assert benchmark.parse_mode("tuned+fastcc").fast_compile
   assert benchmark.parse_mode("tuned+oldfusion").old_fusion
   assert benchmark.parse_mode("tuned+fcpreset").fast_compile_preset
+  assert benchmark.parse_mode("tuned+ynnew").ynn_elementwise
   mode = benchmark.parse_mode("tuned+remat+spc4+shard+bf16+unroll+map")
   assert (mode.remat, mode.shard, mode.bf16, mode.unroll, mode.map) == (
       True, True, True, True, True)
@@ -191,15 +193,16 @@ def test_anil_rows_agree_across_implementations():
 
 def test_fast_compile_gives_the_same_step():
   # XLA's cheaper compile is a speed trade, not another computation.
-  tuned, fast, preset = benchmark.run_grid(
+  tuned, fast, preset, ynn = benchmark.run_grid(
       [_TINY._replace(algorithm="maml")],
       [benchmark.parse_mode(m)
-       for m in ("tuned", "tuned+fastcc", "tuned+fcpreset")],
+       for m in ("tuned", "tuned+fastcc", "tuned+fcpreset", "tuned+ynnew")],
       benchmark.Timing(1, 1, 1))
-  assert [r.error for r in (tuned, fast, preset)] == [None] * 3
-  assert (fast.mode, preset.mode) == ("tuned+fastcc", "tuned+fcpreset")
-  assert fast.final_loss == pytest.approx(tuned.final_loss, rel=1e-4)
-  assert preset.final_loss == pytest.approx(tuned.final_loss, rel=1e-4)
+  assert [r.error for r in (tuned, fast, preset, ynn)] == [None] * 4
+  assert (fast.mode, preset.mode, ynn.mode) == (
+      "tuned+fastcc", "tuned+fcpreset", "tuned+ynnew")
+  for other in (fast, preset, ynn):
+    assert other.final_loss == pytest.approx(tuned.final_loss, rel=1e-4)
 
 
 def test_write_results(tiny_rows, tmp_path):
@@ -240,3 +243,13 @@ def test_binary_reports_scaling_over_four_devices(tmp_path):
                                                  ("tuned+shard", 4)]
   assert all(r.error is None and r.tasks_per_s > 0 for r in rows)
   assert (out / "results.md").read_text() in proc.stdout
+
+
+def test_ynn_elementwise_option_moves_elementwise_ops_to_ynnpack():
+  # The knob must change the program, or its measurements say nothing.
+  x = jnp.ones((64, 64))
+  program = jax.jit(lambda x: jnp.maximum(x, 0.0) * x.T).lower(x)
+  plain = program.compile().as_text()
+  ynn = program.compile(compilation_cache.YNN_ELEMENTWISE).as_text()
+  assert plain.count("__ynn_fusion") == 0
+  assert ynn.count("__ynn_fusion") == 1

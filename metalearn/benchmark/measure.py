@@ -108,7 +108,9 @@ def _build_tuned(w: Workload, mode: Mode, p: Problem, state, key: Array,
                 else compilation_cache.OLD_CPU_FUSION if mode.old_fusion
                 else {}),
              **(compilation_cache.FAST_COMPILE_PRESET
-                if mode.fast_compile_preset else {})} or None
+                if mode.fast_compile_preset else {}),
+             **(compilation_cache.YNN_ELEMENTWISE
+                if mode.ynn_elementwise else {})} or None
   compiled = step.lower(state, data, key).compile(options)
   compile_s = time.perf_counter() - start
 

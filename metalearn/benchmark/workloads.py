@@ -86,6 +86,7 @@ class Mode(NamedTuple):
   fast_compile: bool = False
   old_fusion: bool = False
   fast_compile_preset: bool = False
+  ynn_elementwise: bool = False
 
   @property
   def plain(self) -> bool:
@@ -112,6 +113,8 @@ def _apply_knob(mode: Mode, knob: str, spec: str) -> Mode:
     return mode._replace(old_fusion=True)
   if knob == "fcpreset":
     return mode._replace(fast_compile_preset=True)
+  if knob == "ynnew":
+    return mode._replace(ynn_elementwise=True)
   if knob in _CONV_KNOBS:
     return mode._replace(conv=_CONV_KNOBS[knob])
   if knob.startswith("spc") and knob[3:].isdigit() and int(knob[3:]) > 0:
@@ -137,7 +140,9 @@ def parse_mode(spec: str) -> Mode:
   measures compile time against run time), ``oldfusion`` (compile with
   :data:`metalearn.compilation_cache.OLD_CPU_FUSION` only), ``fcpreset``
   (compile with XLA's fast-compile preset,
-  :data:`metalearn.compilation_cache.FAST_COMPILE_PRESET`).
+  :data:`metalearn.compilation_cache.FAST_COMPILE_PRESET`), ``ynnew``
+  (elementwise ops and reductions to YNNPACK too,
+  :data:`metalearn.compilation_cache.YNN_ELEMENTWISE`).
 
   Raises:
     ValueError: naming the mode, for an unknown head or knob.
@@ -149,7 +154,7 @@ def parse_mode(spec: str) -> Mode:
     raise ValueError(f"mode {spec!r}: expected 'plain' or 'tuned[+knob...]' "
                      "with knobs unroll, remat, bf16, shard, map, mm, i2c, "
                      "i2cv, xla, everyq, spcN, blockremat, bodyloop, fastcc, "
-                     "oldfusion, fcpreset.")
+                     "oldfusion, fcpreset, ynnew.")
   mode = Mode(spec.strip())
   for knob in knobs:
     mode = _apply_knob(mode, knob, spec)
