@@ -251,5 +251,4 @@ def test_ynn_elementwise_option_moves_elementwise_ops_to_ynnpack():
   program = jax.jit(lambda x: jnp.maximum(x, 0.0) * x.T).lower(x)
   plain = program.compile().as_text()
   ynn = program.compile(compilation_cache.YNN_ELEMENTWISE).as_text()
-  assert plain.count("__ynn_fusion") == 0
-  assert ynn.count("__ynn_fusion") == 1
+  assert ynn.count("__ynn_fusion") > plain.count("__ynn_fusion")
