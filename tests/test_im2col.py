@@ -1,5 +1,8 @@
 """The im2col convolution with hand-written VJPs: XLA's convolution, and the
-derivatives JAX takes of the plain im2col matmul, to every order used."""
+derivatives JAX takes of the plain im2col matmul, to every order used; with
+the windows in XLA and as the C++ custom call (``native``)."""
+
+import functools
 
 import chex
 import jax
@@ -36,20 +39,30 @@ def _inputs(dtype):
   return x, kernel
 
 
-def test_forward_is_xla_convolution():
+def _conv3x3(native):
+  return functools.partial(im2col.conv3x3, native=native)
+
+
+NATIVE = pytest.mark.parametrize("native", [False, True],
+                                 ids=["xla_windows", "native_windows"])
+
+
+@NATIVE
+def test_forward_is_xla_convolution(native):
   with jax.enable_x64(True):
     x, kernel = _inputs(jnp.float64)
-    np.testing.assert_allclose(im2col.conv3x3(x, kernel),
+    np.testing.assert_allclose(_conv3x3(native)(x, kernel),
                                _xla_conv(x, kernel), rtol=1e-12, atol=1e-12)
 
 
+@NATIVE
 @pytest.mark.parametrize("argnum", [0, 1])
-def test_second_order_gradient_is_xla_convolutions(argnum):
+def test_second_order_gradient_is_xla_convolutions(argnum, native):
   with jax.enable_x64(True):
     x, kernel = _inputs(jnp.float64)
     grad = lambda conv: jax.grad(_meta_objective(conv), argnum)(kernel, x)
     want = grad(_xla_conv)
-    np.testing.assert_allclose(grad(im2col.conv3x3), want, rtol=1e-10,
+    np.testing.assert_allclose(grad(_conv3x3(native)), want, rtol=1e-10,
                                atol=1e-10)
     # The check can fail: a wrong transpose (kernel not flipped) differs.
     np.testing.assert_allclose(grad(im2col.im2col_conv), want, rtol=1e-10,
@@ -58,7 +71,8 @@ def test_second_order_gradient_is_xla_convolutions(argnum):
     assert np.max(np.abs(jax.grad(unflipped, argnum)(kernel, x) - want)) > 1e-3
 
 
-def test_third_order_through_the_kernel_gradient():
+@NATIVE
+def test_third_order_through_the_kernel_gradient(native):
   # The gradient of a squared meta-gradient differentiates kernel_grad's
   # own VJP.
   with jax.enable_x64(True):
@@ -68,15 +82,16 @@ def test_third_order_through_the_kernel_gradient():
       meta_grad = jax.grad(_meta_objective(conv))
       return jax.grad(lambda k: jnp.sum(meta_grad(k, x) ** 2))(kernel)
     want = third(_xla_conv)
-    np.testing.assert_allclose(third(im2col.conv3x3), want, rtol=1e-9,
+    np.testing.assert_allclose(third(_conv3x3(native)), want, rtol=1e-9,
                                atol=1e-9 * np.max(np.abs(want)))
 
 
-def test_per_task_kernels_under_vmap_match_a_loop():
+@NATIVE
+def test_per_task_kernels_under_vmap_match_a_loop(native):
   with jax.enable_x64(True):
     x, kernel = _inputs(jnp.float64)
     xs, kernels = jnp.stack([x, x + 1.0]), jnp.stack([kernel, -2.0 * kernel])
-    grad = jax.grad(_meta_objective(im2col.conv3x3))
+    grad = jax.grad(_meta_objective(_conv3x3(native)))
     batched = jax.vmap(grad)(kernels, xs)
     for t in range(2):
       np.testing.assert_allclose(batched[t], grad(kernels[t], xs[t]),

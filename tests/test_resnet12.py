@@ -59,7 +59,8 @@ def test_bad_arguments():
     ml.models.resnet12(5, input_shape=(8, 8, 3))  # 4 pools need >= 16
 
 
-@pytest.mark.parametrize("conv_impl", ["matmul", "im2col", "im2col_vjp"])
+@pytest.mark.parametrize("conv_impl",
+                         ["matmul", "im2col", "im2col_vjp", "im2col_native"])
 def test_matmul_convolution_is_the_same_model(small_params, conv_impl):
   xla, mm = (_model(conv_impl=c, **_SMALL) for c in ("xla", conv_impl))
   np.testing.assert_allclose(jax.jit(mm.apply)(small_params, _x()),

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from metalearn import masking
 from metalearn.models import im2col
+from metalearn.models import native_windows
 from metalearn.models import registry
 from metalearn.types import Array, PyTree
 
@@ -90,11 +91,12 @@ class TransductiveBatchNorm(nn.Module):
     return x * scale.reshape(*lead, features) + offset.reshape(*lead, features)
 
 
-CONV_IMPLS = ("auto", "xla", "matmul", "im2col", "im2col_vjp")
+CONV_IMPLS = ("auto", "xla", "matmul", "im2col", "im2col_vjp", "im2col_native")
 
 
 def resolve_conv_impl(conv_impl: str) -> str:
-  """``auto`` -> ``im2col_vjp`` on CPU, ``xla`` elsewhere; checks the name.
+  """``auto`` -> ``im2col_native`` on CPU (``im2col_vjp`` where the C++
+  kernel cannot be built), ``xla`` elsewhere; checks the name.
 
   On CPU, per-task kernels under ``vmap`` turn XLA convolutions into grouped
   convolutions that ran 11x slower than nine shifted matmuls (fwd + bwd,
@@ -102,14 +104,31 @@ def resolve_conv_impl(conv_impl: str) -> str:
   compiled faster than nine shifted ones, and ran faster at the MAML
   paper's shape, slower at some others; with im2col derivatives
   (``im2col_vjp``) instead of JAX's pads and sums it ran 1.05x to 1.33x
-  faster again (docs/benchmarks.md). Elsewhere XLA's convolution stays the
-  default until a GPU measurement says otherwise.
+  faster again, and with the windows as one C++ loop (``im2col_native``)
+  it compiles about a third faster (docs/benchmarks.md). Elsewhere XLA's
+  convolution stays the default until a GPU measurement says otherwise.
+
+  Raises:
+    ValueError: for an unknown name, or ``im2col_native`` off a CPU or
+      where its kernel cannot be built (the reason is in the message).
   """
   if conv_impl not in CONV_IMPLS:
     raise ValueError(f"conv_impl must be one of {', '.join(CONV_IMPLS)}; "
                      f"got {conv_impl!r}.")
+  on_cpu = jax.default_backend() == "cpu"
   if conv_impl == "auto":
-    return "im2col_vjp" if jax.default_backend() == "cpu" else "xla"
+    if not on_cpu:
+      return "xla"
+    return "im2col_native" if native_windows.available() else "im2col_vjp"
+  if conv_impl == "im2col_native":
+    if not on_cpu:
+      raise ValueError("conv_impl='im2col_native' runs on a CPU only; this "
+                       f"backend is {jax.default_backend()!r}: use 'auto'.")
+    reason = native_windows.unavailable_reason()
+    if reason:
+      raise ValueError("conv_impl='im2col_native' needs its C++ kernel, "
+                       f"which cannot be built here: {reason}. Use "
+                       "'im2col_vjp'.")
   return conv_impl
 
 
@@ -144,18 +163,20 @@ class Im2colConv(nn.Module):
   GEMM with a nine times deeper contraction instead of nine, and under
   ``vmap`` one batched GEMM over tasks. Same function and parameters as
   :class:`ShiftedMatmulConv`. With ``im2col_vjp`` its derivatives are
-  im2col matmuls too (:mod:`metalearn.models.im2col`). Input [B, H, W,
+  im2col matmuls too (:mod:`metalearn.models.im2col`), and with
+  ``im2col_native`` their windows a C++ loop as well. Input [B, H, W,
   C_in] -> [B, H, W, C_out].
   """
   features: int
-  im2col_vjp: bool = False
+  conv_impl: str = "im2col"
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     kernel = self.param("kernel", nn.initializers.lecun_normal(),
                         (3, 3, x.shape[-1], self.features))
-    conv = im2col.conv3x3 if self.im2col_vjp else im2col.im2col_conv
-    return conv(x, kernel)
+    if self.conv_impl == "im2col":
+      return im2col.im2col_conv(x, kernel)
+    return im2col.conv3x3(x, kernel, self.conv_impl == "im2col_native")
 
 
 def max_pool_2x2(x: Array) -> Array:
@@ -184,12 +205,12 @@ def max_pool_2x2(x: Array) -> Array:
 
 def conv3x3(features: int, conv_impl: str, name: str) -> nn.Module:
   """The 3x3 SAME convolution without bias that ``conv_impl`` names
-  (``xla``, ``matmul``, ``im2col`` or ``im2col_vjp``, resolved): same
-  parameters."""
+  (``xla``, ``matmul``, ``im2col``, ``im2col_vjp`` or ``im2col_native``,
+  resolved): same parameters."""
   if conv_impl == "matmul":
     return ShiftedMatmulConv(features, name=name)
-  if conv_impl in ("im2col", "im2col_vjp"):
-    return Im2colConv(features, conv_impl == "im2col_vjp", name=name)
+  if conv_impl.startswith("im2col"):
+    return Im2colConv(features, conv_impl, name=name)
   return nn.Conv(features, (3, 3), padding="SAME", use_bias=False, name=name)
 
 
@@ -240,9 +261,11 @@ def conv4(n_way: int,
     conv_impl: ``xla`` (``nn.Conv``), ``matmul`` (nine shifted matmuls),
       ``im2col`` (one matmul; both fast for per-task kernels on CPU),
       ``im2col_vjp`` (``im2col`` whose derivatives are im2col matmuls too;
-      reverse mode only, :mod:`metalearn.models.im2col`) or ``auto``
-      (``im2col_vjp`` on CPU, else ``xla``). Same parameters and function
-      every way.
+      reverse mode only, :mod:`metalearn.models.im2col`),
+      ``im2col_native`` (``im2col_vjp`` with the windows as a C++ loop, CPU
+      only, :mod:`metalearn.models.native_windows`) or ``auto``
+      (``im2col_native`` on CPU, ``im2col_vjp`` where its kernel cannot be
+      built, else ``xla``). Same parameters and function every way.
 
   Returns:
     A :class:`Model`.

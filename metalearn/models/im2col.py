@@ -16,11 +16,18 @@ So every derivative, of any order, stacks windows and multiplies; none
 scatters. Reverse mode only: ``jax.jvp`` through :func:`conv3x3` raises
 (``jax.custom_vjp``), so forward-over-reverse Hessian-vector products need
 the plain im2col convolution.
+
+With ``native=True`` the windows are one C++ loop
+(:mod:`metalearn.models.native_windows`, a CPU custom call) instead of XLA's
+pads, slices and concatenation: the same values.
 """
+
+import functools
 
 import jax
 import jax.numpy as jnp
 
+from metalearn.models import native_windows
 from metalearn.types import Array
 
 
@@ -34,11 +41,15 @@ def windows(x: Array) -> Array:
        for dy in range(3) for dx in range(3)], axis=-1)
 
 
-def im2col_conv(x: Array, kernel: Array) -> Array:
+def _windows(x: Array, native: bool) -> Array:
+  return native_windows.windows(x) if native else windows(x)
+
+
+def im2col_conv(x: Array, kernel: Array, native: bool = False) -> Array:
   """x [B, H, W, C] and kernel [3, 3, C, D] -> [B, H, W, D]: one matmul with
-  a 9 C deep contraction; JAX differentiates it."""
+  a 9 C deep contraction; JAX differentiates it (not with ``native``)."""
   channels, features = kernel.shape[2:]
-  return jnp.einsum("bhwk,kd->bhwd", windows(x),
+  return jnp.einsum("bhwk,kd->bhwd", _windows(x, native),
                     kernel.reshape(9 * channels, features))
 
 
@@ -48,43 +59,44 @@ def _flipped(kernel: Array) -> Array:
   return jnp.swapaxes(kernel[::-1, ::-1], 2, 3)
 
 
-@jax.custom_vjp
-def conv3x3(x: Array, kernel: Array) -> Array:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv3x3(x: Array, kernel: Array, native: bool = False) -> Array:
   """:func:`im2col_conv` with im2col derivatives (the module docstring).
-  x [B, H, W, C], kernel [3, 3, C, D] -> [B, H, W, D]."""
-  return im2col_conv(x, kernel)
+  x [B, H, W, C], kernel [3, 3, C, D] -> [B, H, W, D]; ``native``: the
+  windows as a C++ custom call (CPU only)."""
+  return im2col_conv(x, kernel, native)
 
 
-def _conv3x3_fwd(x, kernel):
-  return conv3x3(x, kernel), (x, kernel)
+def _conv3x3_fwd(x, kernel, native):
+  return conv3x3(x, kernel, native), (x, kernel)
 
 
-def _conv3x3_bwd(residuals, g):
+def _conv3x3_bwd(native, residuals, g):
   x, kernel = residuals
-  return (conv3x3(g, _flipped(kernel)).astype(x.dtype),
-          kernel_grad(x, g).astype(kernel.dtype))
+  return (conv3x3(g, _flipped(kernel), native).astype(x.dtype),
+          kernel_grad(x, g, native).astype(kernel.dtype))
 
 
 conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
 
 
-@jax.custom_vjp
-def kernel_grad(x: Array, g: Array) -> Array:
-  """The kernel gradient of ``conv3x3(x, kernel)`` given the output
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def kernel_grad(x: Array, g: Array, native: bool = False) -> Array:
+  """The kernel gradient of ``conv3x3(x, kernel, native)`` given the output
   gradient: x [B, H, W, C], g [B, H, W, D] -> [3, 3, C, D]."""
   channels, features = x.shape[-1], g.shape[-1]
-  return jnp.einsum("bhwk,bhwd->kd", windows(x), g).reshape(
+  return jnp.einsum("bhwk,bhwd->kd", _windows(x, native), g).reshape(
       3, 3, channels, features)
 
 
-def _kernel_grad_fwd(x, g):
-  return kernel_grad(x, g), (x, g)
+def _kernel_grad_fwd(x, g, native):
+  return kernel_grad(x, g, native), (x, g)
 
 
-def _kernel_grad_bwd(residuals, cotangent):
+def _kernel_grad_bwd(native, residuals, cotangent):
   x, g = residuals
-  return (conv3x3(g, _flipped(cotangent)).astype(x.dtype),
-          conv3x3(x, cotangent).astype(g.dtype))
+  return (conv3x3(g, _flipped(cotangent), native).astype(x.dtype),
+          conv3x3(x, cotangent, native).astype(g.dtype))
 
 
 kernel_grad.defvjp(_kernel_grad_fwd, _kernel_grad_bwd)

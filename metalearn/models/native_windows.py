@@ -1,0 +1,110 @@
+"""The im2col windows as one C++ loop, an XLA FFI custom call on a CPU.
+
+XLA's CPU backend builds :func:`metalearn.models.im2col.windows` (the nine
+shifted windows of a padded image stacked on the channel axis) as eight
+pad-and-slice kernels and a concatenation: each window is written and read
+twice, and every call is nine kernels for LLVM to compile. The C++ kernel
+(``native_windows.cc``) writes each output element once, and is one custom
+call. Measured: docs/benchmarks.md ("The im2col windows as one C++ loop").
+
+The kernel is compiled on first use with the system's C++ compiler (``$CXX``,
+else ``c++``) against the XLA FFI headers that jaxlib ships, into
+``$METALEARN_NATIVE_DIR`` (default ``~/.cache/metalearn/native``), one
+library per source, jax version and compiler. Without a compiler
+:func:`unavailable_reason` says why, and ``conv_impl="auto"`` keeps XLA's
+windows (``im2col_vjp``).
+"""
+
+import ctypes
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import jax
+
+from metalearn.types import Array
+
+NATIVE_DIR_ENV = "METALEARN_NATIVE_DIR"
+TARGET = "metalearn_windows"
+_SOURCE = Path(__file__).with_name("native_windows.cc")
+_FLAGS = ("-O3", "-shared", "-fPIC", "-std=c++17", "-w")
+
+
+def _compiler() -> Optional[str]:
+  return shutil.which(os.environ.get("CXX", "c++"))
+
+
+def _default_dir() -> Path:
+  path = os.environ.get(NATIVE_DIR_ENV)
+  return Path(path) if path else Path.home() / ".cache" / "metalearn" / "native"
+
+
+def _library_path(compiler: str) -> Path:
+  """Where the library for this source, jax version and compiler lives."""
+  key = hashlib.sha256(b"\0".join([
+      _SOURCE.read_bytes(), jax.__version__.encode(), compiler.encode(),
+      " ".join(_FLAGS).encode()])).hexdigest()[:16]
+  return _default_dir() / f"windows-{key}.so"
+
+
+def _build(compiler: str, path: Path) -> None:
+  """Compiles the kernel to ``path``, atomically (parallel test workers may
+  build it at once). Raises OSError or CalledProcessError."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+    out = Path(tmp) / path.name
+    subprocess.run([compiler, *_FLAGS, f"-I{jax.ffi.include_dir()}",
+                    str(_SOURCE), "-o", str(out)],
+                   check=True, capture_output=True, text=True)
+    os.replace(out, path)
+
+
+@functools.cache
+def unavailable_reason() -> Optional[str]:
+  """Builds (once), loads and registers the kernel. Returns None when it is
+  ready, else why not, in words."""
+  compiler = _compiler()
+  if compiler is None:
+    return f"no C++ compiler ({os.environ.get('CXX', 'c++')}) on PATH"
+  if not hasattr(jax, "ffi"):
+    return f"jax {jax.__version__} has no jax.ffi"
+  path = _library_path(compiler)
+  try:
+    if not path.exists():
+      _build(compiler, path)
+    library = ctypes.cdll.LoadLibrary(str(path))
+  except subprocess.CalledProcessError as e:
+    return f"{compiler} failed: {e.stderr.strip()[-500:]}"
+  except OSError as e:
+    return f"building or loading {path} failed: {e}"
+  jax.ffi.register_ffi_target(
+      TARGET, jax.ffi.pycapsule(library.MetalearnWindows), platform="cpu")
+  return None
+
+
+def available() -> bool:
+  """Whether :func:`windows` can run here (builds the kernel on first call)."""
+  return unavailable_reason() is None
+
+
+def windows(x: Array) -> Array:
+  """:func:`metalearn.models.im2col.windows` on a CPU: x [..., H, W, C] ->
+  [..., H, W, 9 C], the same values, any dtype.
+
+  Raises:
+    ValueError: ``x`` of rank < 3.
+    RuntimeError: the kernel cannot be built here (the reason).
+  """
+  if x.ndim < 3:
+    raise ValueError(f"windows needs x [..., H, W, C]; got shape {x.shape}.")
+  reason = unavailable_reason()
+  if reason:
+    raise RuntimeError(f"the native windows kernel is unavailable: {reason}")
+  out = jax.ShapeDtypeStruct((*x.shape[:-1], 9 * x.shape[-1]), x.dtype)
+  # Leading axes are images to the kernel, so vmap adds one more.
+  return jax.ffi.ffi_call(TARGET, out, vmap_method="expand_dims")(x)

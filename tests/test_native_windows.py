@@ -1,0 +1,65 @@
+"""The im2col windows as a C++ custom call: the same values as XLA's, for
+every shape, dtype and batching the models use; a clear reason when it
+cannot be built, and ``auto`` falling back to XLA's windows then."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import metalearn as ml
+from metalearn.models import im2col
+from metalearn.models import native_windows
+
+
+@pytest.mark.parametrize("shape", [(2, 6, 5, 3), (3, 28, 28, 1),
+                                   (4, 1, 1, 2), (1, 2, 3, 4, 7, 5)])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.int8])
+def test_windows_equal_xla_windows(shape, dtype):
+  x = (10 * jax.random.normal(jax.random.key(0), shape)).astype(dtype)
+  got = jax.jit(native_windows.windows)(x)
+  assert got.shape == (*shape[:-1], 9 * shape[-1]) and got.dtype == dtype
+  images = x.reshape(-1, *shape[-3:])  # XLA's windows take [B, H, W, C]
+  np.testing.assert_array_equal(
+      got, im2col.windows(images).reshape(got.shape))
+
+
+def test_windows_in_float64():
+  with jax.enable_x64(True):
+    x = jax.random.normal(jax.random.key(1), (2, 5, 4, 3), jnp.float64)
+    np.testing.assert_array_equal(native_windows.windows(x),
+                                  im2col.windows(x))
+
+
+def test_windows_under_nested_vmap_match_a_loop():
+  x = jax.random.normal(jax.random.key(2), (3, 2, 4, 6, 5, 2))
+  batched = jax.jit(jax.vmap(jax.vmap(native_windows.windows)))(x)
+  for t in range(3):
+    for u in range(2):
+      np.testing.assert_array_equal(batched[t, u], im2col.windows(x[t, u]))
+
+
+def test_windows_need_an_image_axis():
+  with pytest.raises(ValueError, match=r"\[\.\.\., H, W, C\]"):
+    native_windows.windows(jnp.zeros((4, 3)))
+
+
+def test_unbuildable_kernel_gives_a_reason(monkeypatch, tmp_path):
+  monkeypatch.setenv(native_windows.NATIVE_DIR_ENV, str(tmp_path))
+  monkeypatch.setenv("CXX", "no-such-compiler-here")
+  assert "no C++ compiler (no-such-compiler-here)" in (
+      native_windows.unavailable_reason.__wrapped__())
+  monkeypatch.setenv("CXX", "false")  # found, and exits 1
+  assert "failed" in native_windows.unavailable_reason.__wrapped__()
+  assert not list(tmp_path.glob("*.so"))  # no half-written library left
+
+
+def test_auto_falls_back_and_explicit_choice_says_why(monkeypatch):
+  if jax.default_backend() != "cpu":
+    pytest.skip("the native windows are a CPU kernel")
+  monkeypatch.setattr(native_windows, "unavailable_reason",
+                      lambda: "no C++ compiler (c++) on PATH")
+  assert ml.models.resolve_conv_impl("auto") == "im2col_vjp"
+  with pytest.raises(ValueError, match="im2col_native.*no C\\+\\+ compiler"
+                     ".*'im2col_vjp'"):
+    ml.models.conv4(5, conv_impl="im2col_native")
