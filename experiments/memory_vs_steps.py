@@ -28,6 +28,7 @@ from absl import flags
 from metalearn import configs
 from metalearn import host_memory
 from metalearn.benchmark import memory
+from metalearn.models.conv4 import CONV_IMPLS
 
 _ALGORITHMS = flags.DEFINE_list("algorithms", list(memory.ALGORITHMS),
                                 "Names in metalearn.algorithms.")
@@ -49,8 +50,8 @@ _UNROLL = flags.DEFINE_list(
 _REMAT = flags.DEFINE_boolean("remat", False,
                               "jax.checkpoint each inner step.")
 _CONV_IMPL = flags.DEFINE_enum(
-    "conv_impl", "auto", ["auto", "xla", "matmul", "im2col"],
-    "Conv-4's convolutions (auto: im2col on CPU, XLA's on GPU).")
+    "conv_impl", "auto", list(CONV_IMPLS),
+    "Conv-4's convolutions (auto: im2col_native on CPU, XLA's on GPU).")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/memory_vs_steps",
                                   "Where the JSON and markdown files go.")
 

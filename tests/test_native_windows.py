@@ -2,6 +2,11 @@
 every shape, dtype and batching the models use; a clear reason when it
 cannot be built, and ``auto`` falling back to XLA's windows then."""
 
+import json
+import pathlib
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -63,3 +68,20 @@ def test_auto_falls_back_and_explicit_choice_says_why(monkeypatch):
   with pytest.raises(ValueError, match="im2col_native.*no C\\+\\+ compiler"
                      ".*'im2col_vjp'"):
     ml.models.conv4(5, conv_impl="im2col_native")
+
+
+def test_windows_benchmark_binary_times_every_layer(tmp_path):
+  root = pathlib.Path(__file__).resolve().parents[1]
+  proc = subprocess.run(
+      [sys.executable, str(root / "experiments" / "windows_benchmark.py"),
+       "--images=2", "--filters=3", "--repeats=1",
+       f"--output_dir={tmp_path}"],
+      capture_output=True, text=True, timeout=300, check=False)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  rows = json.loads((tmp_path / "windows.json").read_text())
+  assert [r["shape"] for r in rows] == [[2, 28, 28, 1], [2, 14, 14, 3],
+                                        [2, 7, 7, 3], [2, 3, 3, 3]]
+  for r in rows:
+    assert min(r["xla_ms"], r["native_ms"], r["matmul_ms"]) > 0
+    assert r["xla_over_native"] == pytest.approx(r["xla_ms"] / r["native_ms"])
+  assert "| 2x14x14x3 |" in (tmp_path / "windows.md").read_text()

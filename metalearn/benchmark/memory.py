@@ -53,8 +53,8 @@ class MemoryRow(NamedTuple):
       backend does not report it).
     compile_s: seconds the compile took.
     sizes: the config's :data:`SIZE_FIELDS`, ``{field: value}``
-      (``conv_impl`` as resolved for the backend: ``auto`` is shifted
-      matmuls on CPU, XLA's convolutions elsewhere).
+      (``conv_impl`` as :func:`metalearn.models.resolve_conv_impl`
+      resolves it for the backend).
     platform, device_kind: what it was compiled for.
     error: why it failed, else empty.
   """
