@@ -85,3 +85,13 @@ def test_windows_benchmark_binary_times_every_layer(tmp_path):
     assert min(r["xla_ms"], r["native_ms"], r["matmul_ms"]) > 0
     assert r["xla_over_native"] == pytest.approx(r["xla_ms"] / r["native_ms"])
   assert "| 2x14x14x3 |" in (tmp_path / "windows.md").read_text()
+
+
+def test_a_broken_cached_library_gives_a_reason(monkeypatch, tmp_path):
+  monkeypatch.setenv(native_windows.NATIVE_DIR_ENV, str(tmp_path))
+  compiler = native_windows._compiler()  # pylint: disable=protected-access
+  if compiler is None:
+    pytest.skip("no C++ compiler")
+  path = native_windows._library_path(compiler)  # pylint: disable=protected-access
+  path.write_bytes(b"not a shared library")
+  assert "loading" in native_windows.unavailable_reason.__wrapped__()

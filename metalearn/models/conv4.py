@@ -105,7 +105,7 @@ def resolve_conv_impl(conv_impl: str) -> str:
   paper's shape, slower at some others; with im2col derivatives
   (``im2col_vjp``) instead of JAX's pads and sums it ran 1.05x to 1.33x
   faster again, and with the windows as one C++ loop (``im2col_native``)
-  it compiles about a third faster (docs/benchmarks.md). Elsewhere XLA's
+  it compiles faster still (docs/benchmarks.md). Elsewhere XLA's
   convolution stays the default until a GPU measurement says otherwise.
 
   Raises:

@@ -77,13 +77,13 @@ def unavailable_reason() -> Optional[str]:
   try:
     if not path.exists():
       _build(compiler, path)
-    library = ctypes.cdll.LoadLibrary(str(path))
+    handler = ctypes.cdll.LoadLibrary(str(path)).MetalearnWindows
   except subprocess.CalledProcessError as e:
     return f"{compiler} failed: {e.stderr.strip()[-500:]}"
-  except OSError as e:
+  except (OSError, AttributeError) as e:
     return f"building or loading {path} failed: {e}"
-  jax.ffi.register_ffi_target(
-      TARGET, jax.ffi.pycapsule(library.MetalearnWindows), platform="cpu")
+  jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(handler),
+                              platform="cpu")
   return None
 
 
