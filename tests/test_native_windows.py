@@ -44,9 +44,43 @@ def test_windows_under_nested_vmap_match_a_loop():
       np.testing.assert_array_equal(batched[t, u], im2col.windows(x[t, u]))
 
 
+@pytest.mark.parametrize("shape", [(2, 6, 5, 3), (3, 28, 28, 1),
+                                   (4, 1, 1, 2), (2, 7, 7, 32),
+                                   (1, 20, 9, 2), (1, 2, 3, 4, 7, 5)])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.int8])
+def test_tap_major_windows_are_the_windows_moved_to_the_front(shape, dtype):
+  # Widths below, at and above the kernel's 8-element row copies, and the
+  # last rows of the output, which it copies exactly.
+  x = (10 * jax.random.normal(jax.random.key(3), shape)).astype(dtype)
+  got = jax.jit(native_windows.tap_major_windows)(x)
+  assert got.shape == (9 * shape[-1], *shape[:-1]) and got.dtype == dtype
+  np.testing.assert_array_equal(
+      got, jnp.moveaxis(native_windows.windows(x), -1, 0))
+
+
+def test_tap_major_windows_in_float64():
+  with jax.enable_x64(True):
+    x = jax.random.normal(jax.random.key(4), (2, 5, 4, 3), jnp.float64)
+    np.testing.assert_array_equal(native_windows.tap_major_windows(x),
+                                  jnp.moveaxis(im2col.windows(x), -1, 0))
+
+
+def test_tap_major_windows_under_nested_vmap_match_a_loop():
+  # vmap's axes stay in front of the 9 C axis, the images' come after it.
+  x = jax.random.normal(jax.random.key(5), (3, 2, 4, 6, 5, 2))
+  batched = jax.jit(jax.vmap(jax.vmap(native_windows.tap_major_windows)))(x)
+  assert batched.shape == (3, 2, 18, 4, 6, 5)
+  for t in range(3):
+    for u in range(2):
+      np.testing.assert_array_equal(
+          batched[t, u], jnp.moveaxis(im2col.windows(x[t, u]), -1, 0))
+
+
 def test_windows_need_an_image_axis():
   with pytest.raises(ValueError, match=r"\[\.\.\., H, W, C\]"):
     native_windows.windows(jnp.zeros((4, 3)))
+  with pytest.raises(ValueError, match=r"\[\.\.\., H, W, C\]"):
+    native_windows.tap_major_windows(jnp.zeros((4, 3)))
 
 
 def test_unbuildable_kernel_gives_a_reason(monkeypatch, tmp_path):

@@ -19,7 +19,8 @@ the plain im2col convolution.
 
 With ``native=True`` the windows are one C++ loop
 (:mod:`metalearn.models.native_windows`, a CPU custom call) instead of XLA's
-pads, slices and concatenation: the same values.
+pads, slices and concatenation: the same values, and for the kernel gradient
+written straight into the layout its matmul reads.
 """
 
 import functools
@@ -85,8 +86,11 @@ def kernel_grad(x: Array, g: Array, native: bool = False) -> Array:
   """The kernel gradient of ``conv3x3(x, kernel, native)`` given the output
   gradient: x [B, H, W, C], g [B, H, W, D] -> [3, 3, C, D]."""
   channels, features = x.shape[-1], g.shape[-1]
-  return jnp.einsum("bhwk,bhwd->kd", _windows(x, native), g).reshape(
-      3, 3, channels, features)
+  if native:  # The windows already in the matmul's layout: no transpose.
+    grad = jnp.einsum("kbhw,bhwd->kd", native_windows.tap_major_windows(x), g)
+  else:
+    grad = jnp.einsum("bhwk,bhwd->kd", windows(x), g)
+  return grad.reshape(3, 3, channels, features)
 
 
 def _kernel_grad_fwd(x, g, native):

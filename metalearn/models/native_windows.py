@@ -31,6 +31,7 @@ from metalearn.types import Array
 
 NATIVE_DIR_ENV = "METALEARN_NATIVE_DIR"
 TARGET = "metalearn_windows"
+TAP_MAJOR_TARGET = "metalearn_tap_major_windows"
 _SOURCE = Path(__file__).with_name("native_windows.cc")
 _FLAGS = ("-O3", "-shared", "-fPIC", "-std=c++17", "-w")
 
@@ -77,19 +78,30 @@ def unavailable_reason() -> Optional[str]:
   try:
     if not path.exists():
       _build(compiler, path)
-    handler = ctypes.cdll.LoadLibrary(str(path)).MetalearnWindows
+    library = ctypes.cdll.LoadLibrary(str(path))
+    handlers = {TARGET: library.MetalearnWindows,
+                TAP_MAJOR_TARGET: library.MetalearnTapMajorWindows}
   except subprocess.CalledProcessError as e:
     return f"{compiler} failed: {e.stderr.strip()[-500:]}"
   except (OSError, AttributeError) as e:
     return f"building or loading {path} failed: {e}"
-  jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(handler),
-                              platform="cpu")
+  for target, handler in handlers.items():
+    jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(handler),
+                                platform="cpu")
   return None
 
 
 def available() -> bool:
   """Whether :func:`windows` can run here (builds the kernel on first call)."""
   return unavailable_reason() is None
+
+
+def _check(x: Array) -> None:
+  if x.ndim < 3:
+    raise ValueError(f"windows needs x [..., H, W, C]; got shape {x.shape}.")
+  reason = unavailable_reason()
+  if reason:
+    raise RuntimeError(f"the native windows kernel is unavailable: {reason}")
 
 
 def windows(x: Array) -> Array:
@@ -100,11 +112,26 @@ def windows(x: Array) -> Array:
     ValueError: ``x`` of rank < 3.
     RuntimeError: the kernel cannot be built here (the reason).
   """
-  if x.ndim < 3:
-    raise ValueError(f"windows needs x [..., H, W, C]; got shape {x.shape}.")
-  reason = unavailable_reason()
-  if reason:
-    raise RuntimeError(f"the native windows kernel is unavailable: {reason}")
+  _check(x)
   out = jax.ShapeDtypeStruct((*x.shape[:-1], 9 * x.shape[-1]), x.dtype)
   # Leading axes are images to the kernel, so vmap adds one more.
   return jax.ffi.ffi_call(TARGET, out, vmap_method="expand_dims")(x)
+
+
+def tap_major_windows(x: Array) -> Array:
+  """:func:`windows` with the 9 C axis first: x [..., H, W, C] ->
+  [9 C, ..., H, W], ``moveaxis(windows(x), -1, 0)``. The kernel gradient's
+  matmul reads this layout; XLA would otherwise transpose the windows into
+  it with one more copy.
+
+  Raises:
+    ValueError: ``x`` of rank < 3.
+    RuntimeError: the kernel cannot be built here (the reason).
+  """
+  _check(x)
+  out = jax.ShapeDtypeStruct((9 * x.shape[-1], *x.shape[:-1]), x.dtype)
+  # vmap adds leading axes to x and to the result; they stay in front of
+  # the 9 C axis, and ``inner_rank`` (fixed here) tells the kernel which
+  # of x's leading axes follow it.
+  return jax.ffi.ffi_call(TAP_MAJOR_TARGET, out, vmap_method="expand_dims")(
+      x, inner_rank=x.ndim - 3)
