@@ -31,6 +31,12 @@ and every row gets the peer's tasks/s and metalearn / PyTorch:
   python experiments/benchmark.py --algorithms=maml,fomaml --filters=32 \
       --inner_steps=5 --modes=tuned --peer_python=/tmp/torch-peer/bin/python
 
+On a machine whose speed drifts, ``--interleave`` compiles every mode of a
+workload in one process and times their chunks in turn (one chunk of each
+mode, ``--chunks`` times), so that a slow stretch falls on every mode alike:
+  python experiments/benchmark.py --algorithms=maml --filters=32 \
+      --inner_steps=5 --modes=tuned,tuned+unroll --chunks=10 --interleave
+
 Modes are ``plain`` or ``tuned`` with ``+``-joined knobs (``unroll``,
 ``remat``, ``bf16``, ``shard``, ``map``, ``mm``, ``xla``, ``everyq``,
 ``spcN``, ``blockremat``); see ``metalearn.benchmark.parse_mode``.
@@ -87,6 +93,10 @@ _STEPS_PER_CHUNK = flags.DEFINE_integer("steps_per_chunk", 2,
                                         "Meta-steps per chunk.")
 _ISOLATE = flags.DEFINE_boolean(
     "isolate", True, "One process per row, so peak memory is the row's own.")
+_INTERLEAVE = flags.DEFINE_boolean(
+    "interleave", False, "Compile every mode of a workload in one process "
+    "and time their chunks in turn, so that the machine's drift falls on "
+    "every mode alike (rows then share one memory peak).")
 _APPEND = flags.DEFINE_boolean("append", False,
                                "Append to an existing results.jsonl.")
 _PEER_PYTHON = flags.DEFINE_string(
@@ -117,8 +127,8 @@ def main(argv):
     except ValueError as e:
       sys.exit(f"error: {e}")
   rows = benchmark.run_grid(workloads, modes, timing, isolate=_ISOLATE.value,
-                            seed=_SEED.value, peer_python=_PEER_PYTHON.value,
-                            log=print)
+                            interleave=_INTERLEAVE.value, seed=_SEED.value,
+                            peer_python=_PEER_PYTHON.value, log=print)
   print(benchmark.write_results(rows, _OUTPUT_DIR.value,
                                 append=_APPEND.value))
 

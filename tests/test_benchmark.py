@@ -15,6 +15,7 @@ from metalearn import benchmark
 from metalearn import compilation_cache
 from metalearn import rules
 from metalearn import schedules
+from metalearn.benchmark import interleave
 from tests.test_sharding import child_env
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -218,6 +219,60 @@ def test_write_results(tiny_rows, tmp_path):
   assert "1.00x" in md and "process_peak_rss" in md
   benchmark.write_results(tiny_rows[:1], str(tmp_path), append=True)
   assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 3
+
+
+def test_interleaved_modes_take_turns_and_compute_the_same_steps(
+    monkeypatch):
+  # One chunk of each mode in turn, three times; every mode still runs its
+  # own state through the same meta-steps.
+  maml = _TINY._replace(algorithm="maml")
+  modes = [benchmark.parse_mode(m) for m in ("plain", "tuned", "tuned+unroll")]
+  order, real = [], interleave.time_chunk
+  def spy(built, state, calls):
+    order.append(id(built))
+    return real(built, state, calls)
+  monkeypatch.setattr(interleave, "time_chunk", spy)
+  rows = benchmark.run_grid([maml], modes, benchmark.Timing(1, 3, 1),
+                            interleave=True)
+  assert len(order) == 9 and len(set(order)) == 3 and order == order[:3] * 3
+  assert [r.mode for r in rows] == ["plain", "tuned", "tuned+unroll"]
+  for r in rows:
+    assert r.error is None and (r.chunks, r.steps_per_chunk) == (3, 1)
+    assert 0 < r.step_s_min <= r.step_s_median <= r.step_s_max
+    assert r.compile_s > 0 and r.xla_temp_bytes > 0
+    # One process for all modes: no row has a peak of its own.
+    assert r.peak_bytes is None
+    assert r.peak_source == interleave.SHARED_PEAK
+    assert r.final_loss == pytest.approx(rows[0].final_loss, rel=1e-4)
+  assert rows[0].speedup == 1.0
+  assert rows[2].speedup == pytest.approx(rows[2].tasks_per_s
+                                          / rows[0].tasks_per_s)
+
+
+def test_an_interleaved_mode_that_fails_leaves_the_others(monkeypatch):
+  real = interleave.build
+  def build(w, mode, problem, key):
+    if mode.unroll:
+      raise ValueError("no unrolling here")
+    return real(w, mode, problem, key)
+  monkeypatch.setattr(interleave, "build", build)
+  tuned, unrolled = benchmark.run_grid(
+      [_TINY._replace(algorithm="maml")],
+      [benchmark.parse_mode("tuned"), benchmark.parse_mode("tuned+unroll")],
+      benchmark.Timing(1, 2, 1), interleave=True)
+  assert tuned.error is None and tuned.chunks == 2
+  assert unrolled.error == "ValueError: no unrolling here"
+  assert unrolled.tasks_per_s is None
+
+
+def test_interleaved_modes_in_a_fresh_process():
+  rows = benchmark.run_grid(
+      [_TINY._replace(algorithm="fomaml")],
+      [benchmark.parse_mode("tuned"), benchmark.parse_mode("tuned+unroll")],
+      benchmark.Timing(1, 2, 1), isolate=True, interleave=True)
+  assert [r.error for r in rows] == [None, None]
+  assert [r.peak_source for r in rows] == [interleave.SHARED_PEAK] * 2
+  assert rows[0].final_loss == pytest.approx(rows[1].final_loss, rel=1e-4)
 
 
 def test_failure_becomes_an_error_row():

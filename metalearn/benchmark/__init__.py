@@ -34,7 +34,8 @@ rows with ``isolate=True`` (one process each) to attribute them.
 
 Modules: :mod:`~metalearn.benchmark.workloads` (what and how: workloads,
 modes, synthetic data), :mod:`~metalearn.benchmark.measure` (compile, time,
-run a grid), :mod:`~metalearn.benchmark.results` (rows, speedups, tables,
+run a grid), :mod:`~metalearn.benchmark.interleave` (every mode of a
+workload in one process, timed chunk by chunk in turn), :mod:`~metalearn.benchmark.results` (rows, speedups, tables,
 files). :mod:`~metalearn.benchmark.memory` (``experiments/memory_vs_steps.py``)
 compiles the training meta-step at several inner steps and compares XLA's
 temp bytes, MAML's against iMAML's; nothing runs or is timed.
@@ -44,6 +45,7 @@ subprocess with torch runs; metalearn never imports torch) on the same
 workloads in the same run: ``vs_peer`` is metalearn / PyTorch.
 """
 
+from metalearn.benchmark.interleave import measure_interleaved
 from metalearn.benchmark.measure import Timing
 from metalearn.benchmark.measure import measure
 from metalearn.benchmark.measure import run_grid

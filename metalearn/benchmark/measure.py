@@ -134,27 +134,45 @@ def build(w: Workload, mode: Mode, problem: Problem, key: Array) -> Built:
   return _build_tuned(w, mode, problem, state, key, optimizer)
 
 
-def _time_chunks(built: Built, timing: Timing, steps_per_call: int):
-  """Warms up, then times ``timing.chunks`` chunks.
+def calls_per_chunk(timing: Timing, steps_per_call: int) -> int:
+  """Calls of ``steps_per_call`` meta-steps that make one timed chunk."""
+  return max(1, -(-timing.steps_per_chunk // steps_per_call))
 
-  Returns:
-    ``(seconds per meta-step of each chunk, final loss, meta-steps per
-    chunk)``.
-  """
-  calls = max(1, -(-timing.steps_per_chunk // steps_per_call))
+
+def warm_up(built: Built, timing: Timing, steps_per_call: int):
+  """Runs ``timing.warmup`` meta-steps (rounded up to whole calls); returns
+  the state after them."""
   state = built.state
   for _ in range(max(1, -(-timing.warmup // steps_per_call))):
     state, loss = built.run(state)
   jax.block_until_ready((state, loss))
-  times = []
-  for _ in range(timing.chunks):
-    start = time.perf_counter()
-    for _ in range(calls):
-      state, loss = built.run(state)
-    jax.block_until_ready((state, loss))
-    times.append((time.perf_counter() - start) / (calls * steps_per_call))
-  final_loss = float(np.ravel(jax.device_get(loss))[-1])
-  return times, final_loss, calls * steps_per_call
+  return state
+
+
+def time_chunk(built: Built, state, calls: int):
+  """Times ``calls`` calls from ``state``: ``(state, loss, seconds)``."""
+  start = time.perf_counter()
+  for _ in range(calls):
+    state, loss = built.run(state)
+  jax.block_until_ready((state, loss))
+  return state, loss, time.perf_counter() - start
+
+
+def timed_row(w: Workload, mode: Mode, built: Built, times: Sequence[float],
+              loss: Array, steps_per_chunk: int, peak: Optional[int],
+              peak_source: Optional[str]) -> Row:
+  """The row of ``(w, mode)`` from its seconds per meta-step of each chunk
+  (``speedup`` unset)."""
+  p0, p25, p50, p75, p100 = (float(v) for v in np.percentile(
+      times, [0, 25, 50, 75, 100]))
+  return blank_row(w, mode)._replace(
+      devices=len(built.devices), tasks_per_s=w.meta_batch_size / p50,
+      step_s_median=p50, step_s_p25=p25, step_s_p75=p75, step_s_min=p0,
+      step_s_max=p100, compile_s=built.compile_s,
+      xla_temp_bytes=built.xla_temp_bytes, peak_bytes=peak,
+      peak_source=peak_source,
+      final_loss=float(np.ravel(jax.device_get(loss))[-1]),
+      chunks=len(times), steps_per_chunk=steps_per_chunk)
 
 
 def measure(w: Workload, mode: Mode, timing: Timing = Timing(), *,
@@ -174,18 +192,14 @@ def measure(w: Workload, mode: Mode, timing: Timing = Timing(), *,
   key = jax.random.key(seed)
   built = build(w, mode, make_problem(w, seed, mode.conv,
                                       block_remat=mode.block_remat), key)
-  times, final_loss, per_chunk = _time_chunks(built, timing,
-                                              mode.steps_per_call)
+  calls = calls_per_chunk(timing, mode.steps_per_call)
+  state, times = warm_up(built, timing, mode.steps_per_call), []
+  for _ in range(timing.chunks):
+    state, loss, seconds = time_chunk(built, state, calls)
+    times.append(seconds / (calls * mode.steps_per_call))
   peak, source = profiling.peak_memory(built.devices)
-  p0, p25, p50, p75, p100 = (float(v) for v in np.percentile(
-      times, [0, 25, 50, 75, 100]))
-  return blank_row(w, mode)._replace(
-      devices=len(built.devices), tasks_per_s=w.meta_batch_size / p50,
-      step_s_median=p50, step_s_p25=p25, step_s_p75=p75, step_s_min=p0,
-      step_s_max=p100, compile_s=built.compile_s,
-      xla_temp_bytes=built.xla_temp_bytes, peak_bytes=peak,
-      peak_source=source, final_loss=final_loss, chunks=timing.chunks,
-      steps_per_chunk=per_chunk)
+  return timed_row(w, mode, built, times, loss, calls * mode.steps_per_call,
+                   peak, source)
 
 
 def blank_row(w: Workload, mode: Mode, error: Optional[str] = None) -> Row:
@@ -201,7 +215,7 @@ def blank_row(w: Workload, mode: Mode, error: Optional[str] = None) -> Row:
              image_size=w.image_size, channels=w.channels, error=error)
 
 
-def _error_text(e: Exception) -> str:
+def error_text(e: Exception) -> str:
   return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
 
 
@@ -211,7 +225,7 @@ def _measure_safe(w: Workload, mode: Mode, timing: Timing,
   try:
     return measure(w, mode, timing, seed=seed)
   except Exception as e:  # pylint: disable=broad-except
-    return blank_row(w, mode, _error_text(e))
+    return blank_row(w, mode, error_text(e))
 
 
 def measure_request(request: dict[str, Any]) -> dict[str, Any]:
@@ -239,7 +253,7 @@ def _measure_isolated(w: Workload, mode: Mode, timing: Timing,
     return Row(**profiling.run_isolated(
         "metalearn.benchmark.measure:measure_request", request))
   except RuntimeError as e:  # The process crashed, e.g. out of memory.
-    return blank_row(w, mode, _error_text(e))
+    return blank_row(w, mode, error_text(e))
 
 
 def _summary(row: Row) -> str:
@@ -256,7 +270,7 @@ def _peer_rows(rows: Sequence[Row], peer_python: str, w: Workload,
     rows = peer_lib.with_peer(
         rows, peer_lib.measure_peer(peer_python, w, timing, seed))
   except (RuntimeError, ValueError, KeyError, TypeError) as e:
-    rows = peer_lib.with_peer(rows, error=_error_text(e))
+    rows = peer_lib.with_peer(rows, error=error_text(e))
   if log:
     log(f"{w.algorithm} T={w.meta_batch_size} PyTorch peer: "
         + (rows[0].peer_error or f"{rows[0].peer_tasks_per_s:.1f} tasks/s, "
@@ -266,7 +280,7 @@ def _peer_rows(rows: Sequence[Row], peer_python: str, w: Workload,
 
 def run_grid(workloads: Sequence[Workload], modes: Sequence[Mode],
              timing: Timing = Timing(), *, isolate: bool = False,
-             seed: int = 0, peer_python: str = "",
+             interleave: bool = False, seed: int = 0, peer_python: str = "",
              log: Optional[Callable[[str], None]] = None) -> list[Row]:
   """Measures every workload in every mode; returns rows with speedups.
 
@@ -276,7 +290,12 @@ def run_grid(workloads: Sequence[Workload], modes: Sequence[Mode],
       ``plain`` first to get speedups.
     timing: see :class:`Timing`.
     isolate: one fresh process per row, so ``peak_bytes`` belongs to that row
-      alone (and a crash or out-of-memory becomes an ``error`` row).
+      alone (and a crash or out-of-memory becomes an ``error`` row); with
+      ``interleave``, one per workload.
+    interleave: compile every mode of a workload in one process and time
+      their chunks in turn (:mod:`metalearn.benchmark.interleave`), so that
+      the machine's drift falls on every mode alike; the rows then have no
+      memory peak of their own.
     seed: as in :func:`measure`.
     peer_python: an interpreter that has torch, or empty. Given, each
       workload is also timed by the PyTorch peer
@@ -291,11 +310,17 @@ def run_grid(workloads: Sequence[Workload], modes: Sequence[Mode],
   """
   if peer_python:
     peer_lib.check_peer_python(peer_python)
+  # Imported here: the interleaved runner builds on this module.
+  from metalearn.benchmark import interleave as interleave_lib  # pylint: disable=g-import-not-at-top
   fn = _measure_isolated if isolate else _measure_safe
+  together = (interleave_lib.measure_interleaved_isolated if isolate
+              else interleave_lib.measure_interleaved)
   rows = []
   for w in workloads:
-    own = []
-    for mode in modes:
+    own = together(w, modes, timing, seed=seed) if interleave else []
+    for row in own if log else ():
+      log(_summary(row))
+    for mode in () if interleave else modes:
       own.append(fn(w, mode, timing, seed))
       if log:
         log(_summary(own[-1]))
