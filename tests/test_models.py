@@ -10,6 +10,7 @@ import pytest
 import metalearn as ml
 from metalearn.models.conv4 import TransductiveBatchNorm
 from metalearn.models.conv4 import max_pool_2x2
+from metalearn.models.conv4 import step_row
 
 
 def test_conv4_shapes_and_transductive_norm():
@@ -62,6 +63,20 @@ def test_bn_steps_picks_the_step_row():
   same = apply(params, x, 0), apply(params, x, 1)
   np.testing.assert_allclose(*same, rtol=1e-6)
   assert not np.allclose(apply(params, x, 2), same[0])
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_per_step_row_is_exactly_the_indexed_row(dtype):
+  # The one-hot product that picks a per-step batch-norm row (so that XLA
+  # shares the steps' kernels) gives the row itself, and the same gradient.
+  table = (100 * jax.random.normal(jax.random.key(2), (3, 5))).astype(dtype)
+  weights = jax.random.normal(jax.random.key(3), (5,)).astype(dtype)
+  pick = jax.jit(step_row)
+  for step in range(3):
+    np.testing.assert_array_equal(pick(table, jnp.int32(step)), table[step])
+    np.testing.assert_array_equal(
+        jax.grad(lambda t: jnp.sum(pick(t, step) * weights))(table),
+        jax.grad(lambda t: jnp.sum(t[step] * weights))(table))
 
 
 def test_bad_model_arguments():

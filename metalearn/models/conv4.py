@@ -59,6 +59,21 @@ def without_head(params: PyTree) -> PyTree:
   return {k: v for k, v in params.items() if k != "head"}
 
 
+def step_row(table: Array, step: Array) -> Array:
+  """``table[step]`` for a per-step table [S, F] -> [F], as a one-hot
+  product (exact: one term is the row, the others are zeros).
+
+  Indexed, the row's selection is folded into every fusion that reads it,
+  with each inner step's index as a constant, so no two steps' batch-norm
+  fusions are alike and XLA's CPU backend compiles each as a kernel of its
+  own. A product is not folded in: the fusions take the row as an operand,
+  are the same at every step, and are compiled once (docs/benchmarks.md,
+  "MAML++'s per-step batch norm and kernel sharing").
+  """
+  onehot = jax.nn.one_hot(step, table.shape[0], dtype=table.dtype)
+  return jnp.dot(onehot, table, precision=jax.lax.Precision.HIGHEST)
+
+
 class TransductiveBatchNorm(nn.Module):
   """Batch norm with the current batch's statistics and a learnable affine.
 
@@ -79,7 +94,7 @@ class TransductiveBatchNorm(nn.Module):
     offset = self.param("offset", nn.initializers.zeros, (*lead, features))
     if self.bn_steps:
       step = jnp.clip(0 if step is None else step, 0, self.bn_steps - 1)
-      scale, offset = scale[step], offset[step]
+      scale, offset = step_row(scale, step), step_row(offset, step)
     axes = tuple(range(x.ndim - 1))
     if mask is None:
       mean = jnp.mean(x, axis=axes, keepdims=True)
