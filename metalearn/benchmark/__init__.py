@@ -33,10 +33,11 @@ Memory: ``xla_temp_bytes`` is XLA's scratch for the step program per device
 rows with ``isolate=True`` (one process each) to attribute them.
 
 Modules: :mod:`~metalearn.benchmark.workloads` (what and how: workloads,
-modes, synthetic data), :mod:`~metalearn.benchmark.measure` (compile, time,
-run a grid), :mod:`~metalearn.benchmark.interleave` (every mode of a
-workload in one process, timed chunk by chunk in turn), :mod:`~metalearn.benchmark.results` (rows, speedups, tables,
-files). :mod:`~metalearn.benchmark.memory` (``experiments/memory_vs_steps.py``)
+modes, synthetic data), :mod:`~metalearn.benchmark.measure` (compile, time
+one row), :mod:`~metalearn.benchmark.grid` (run a grid, the peer beside
+it), :mod:`~metalearn.benchmark.interleave` (every mode of a workload in
+one process, timed chunk by chunk in turn),
+:mod:`~metalearn.benchmark.results` (rows, speedups, tables, files). :mod:`~metalearn.benchmark.memory` (``experiments/memory_vs_steps.py``)
 compiles the training meta-step at several inner steps and compares XLA's
 temp bytes, MAML's against iMAML's; nothing runs or is timed.
 :mod:`~metalearn.benchmark.peer` times the PyTorch peer
@@ -48,7 +49,7 @@ workloads in the same run: ``vs_peer`` is metalearn / PyTorch.
 from metalearn.benchmark.interleave import measure_interleaved
 from metalearn.benchmark.measure import Timing
 from metalearn.benchmark.measure import measure
-from metalearn.benchmark.measure import run_grid
+from metalearn.benchmark.grid import run_grid
 from metalearn.benchmark.peer import check_peer_python
 from metalearn.benchmark.peer import measure_peer
 from metalearn.benchmark.peer import peer_command

@@ -1,12 +1,11 @@
-"""Compiles, warms up and times one (workload, mode); runs a grid of them.
+"""Compiles, warms up and times one (workload, mode).
 
 Rows are timed after warm-up over several chunks, each ended by
 ``jax.block_until_ready``; compile time is taken separately with
 ``.lower(...).compile()``. Memory comes from :mod:`metalearn.profiling`:
 XLA's scratch bytes of the step program and the runtime peak (a peak over
 the life of the process, so ``isolate=True`` gives each row a process).
-With ``peer_python``, :func:`run_grid` also times each workload with the
-PyTorch peer (:mod:`metalearn.benchmark.peer`) in the same run.
+:func:`metalearn.benchmark.grid.run_grid` runs a grid of them.
 """
 
 import functools
@@ -17,7 +16,6 @@ import jax
 import numpy as np
 import optax
 
-from metalearn.benchmark import peer as peer_lib
 from metalearn.benchmark import plain
 from metalearn import compilation_cache
 from metalearn import precision
@@ -27,7 +25,6 @@ from metalearn import sharding
 from metalearn import step as step_lib
 from metalearn.benchmark.plain import Problem
 from metalearn.benchmark.results import Row
-from metalearn.benchmark.results import with_speedups
 from metalearn.benchmark.workloads import Mode
 from metalearn.benchmark.workloads import OUTER_LR
 from metalearn.benchmark.workloads import Workload
@@ -187,7 +184,8 @@ def measure(w: Workload, mode: Mode, timing: Timing = Timing(), *,
     seed: seeds the parameters, the data and the task keys.
 
   Returns:
-    A :class:`Row` (``speedup`` unset; :func:`run_grid` fills it in).
+    A :class:`Row` (``speedup`` unset; :func:`metalearn.benchmark.grid.run_grid` fills it
+    in).
   """
   key = jax.random.key(seed)
   built = build(w, mode, make_problem(w, seed, mode.conv,
@@ -219,7 +217,7 @@ def error_text(e: Exception) -> str:
   return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
 
 
-def _measure_safe(w: Workload, mode: Mode, timing: Timing,
+def measure_safe(w: Workload, mode: Mode, timing: Timing,
                   seed: int) -> Row:
   """:func:`measure`, with a failure turned into an error row."""
   try:
@@ -238,13 +236,13 @@ def measure_request(request: dict[str, Any]) -> dict[str, Any]:
   Returns:
     The :class:`Row` as a dict (an error row when measuring failed).
   """
-  row = _measure_safe(Workload(**request["workload"]),
+  row = measure_safe(Workload(**request["workload"]),
                       parse_mode(request["mode"]),
                       Timing(**request["timing"]), request["seed"])
   return row._asdict()
 
 
-def _measure_isolated(w: Workload, mode: Mode, timing: Timing,
+def measure_isolated(w: Workload, mode: Mode, timing: Timing,
                       seed: int) -> Row:
   """:func:`measure` in a fresh Python process (its own memory peak)."""
   request = {"workload": w._asdict(), "mode": mode.spec,
@@ -254,77 +252,3 @@ def _measure_isolated(w: Workload, mode: Mode, timing: Timing,
         "metalearn.benchmark.measure:measure_request", request))
   except RuntimeError as e:  # The process crashed, e.g. out of memory.
     return blank_row(w, mode, error_text(e))
-
-
-def _summary(row: Row) -> str:
-  return (f"{row.algorithm} T={row.meta_batch_size} {row.mode}: "
-          + (row.error or f"{row.tasks_per_s:.1f} tasks/s, compile "
-             f"{row.compile_s:.1f}s"))
-
-
-def _peer_rows(rows: Sequence[Row], peer_python: str, w: Workload,
-               timing: Timing, seed: int,
-               log: Optional[Callable[[str], None]]) -> list[Row]:
-  """``rows`` of ``w`` with the PyTorch peer's measurement (or error)."""
-  try:
-    rows = peer_lib.with_peer(
-        rows, peer_lib.measure_peer(peer_python, w, timing, seed))
-  except (RuntimeError, ValueError, KeyError, TypeError) as e:
-    rows = peer_lib.with_peer(rows, error=error_text(e))
-  if log:
-    log(f"{w.algorithm} T={w.meta_batch_size} PyTorch peer: "
-        + (rows[0].peer_error or f"{rows[0].peer_tasks_per_s:.1f} tasks/s, "
-           f"{rows[0].peer}"))
-  return rows
-
-
-def run_grid(workloads: Sequence[Workload], modes: Sequence[Mode],
-             timing: Timing = Timing(), *, isolate: bool = False,
-             interleave: bool = False, seed: int = 0, peer_python: str = "",
-             log: Optional[Callable[[str], None]] = None) -> list[Row]:
-  """Measures every workload in every mode; returns rows with speedups.
-
-  Args:
-    workloads: from :func:`metalearn.benchmark.workloads.grid`.
-    modes: from :func:`metalearn.benchmark.workloads.parse_mode`; put
-      ``plain`` first to get speedups.
-    timing: see :class:`Timing`.
-    isolate: one fresh process per row, so ``peak_bytes`` belongs to that row
-      alone (and a crash or out-of-memory becomes an ``error`` row); with
-      ``interleave``, one per workload.
-    interleave: compile every mode of a workload in one process and time
-      their chunks in turn (:mod:`metalearn.benchmark.interleave`), so that
-      the machine's drift falls on every mode alike; the rows then have no
-      memory peak of their own.
-    seed: as in :func:`measure`.
-    peer_python: an interpreter that has torch, or empty. Given, each
-      workload is also timed by the PyTorch peer
-      (:mod:`metalearn.benchmark.peer`) in a subprocess with the same
-      timing, right after its rows, and the rows get its tasks/s and
-      ``vs_peer``; a failed peer run becomes ``peer_error``.
-    log: called with a one-line summary after each row.
-
-  Raises:
-    ValueError: when ``peer_python`` is given but cannot import torch
-      (checked before anything is measured).
-  """
-  if peer_python:
-    peer_lib.check_peer_python(peer_python)
-  # Imported here: the interleaved runner builds on this module.
-  from metalearn.benchmark import interleave as interleave_lib  # pylint: disable=g-import-not-at-top
-  fn = _measure_isolated if isolate else _measure_safe
-  together = (interleave_lib.measure_interleaved_isolated if isolate
-              else interleave_lib.measure_interleaved)
-  rows = []
-  for w in workloads:
-    own = together(w, modes, timing, seed=seed) if interleave else []
-    for row in own if log else ():
-      log(_summary(row))
-    for mode in () if interleave else modes:
-      own.append(fn(w, mode, timing, seed))
-      if log:
-        log(_summary(own[-1]))
-    if peer_python:
-      own = _peer_rows(own, peer_python, w, timing, seed, log)
-    rows += own
-  return with_speedups(rows)

@@ -68,13 +68,16 @@ ffi::Error Windows(ffi::AnyBuffer x, ffi::Result<ffi::AnyBuffer> out) {
 // channel-major copy [c, n, h + 2, w + 2] (a ninth of the output's size);
 // then each output row of a tap and channel is copied out of it, so that the
 // output is written once, front to back.
+// Output rows are copied in whole vectors of this many elements.
+constexpr int64_t kVector = 8;
+
 template <typename T>
 void GroupTapMajor(const T* src, T* dst, int64_t n, int64_t h, int64_t w,
                    int64_t c, std::vector<T>& padded) {
   constexpr int64_t kBlock = 16;
   const int64_t ph = h + 2, pw = w + 2, channel = n * ph * pw;
   // kVector more: the last row's whole-vector reads stay inside.
-  padded.assign(c * channel + 8, T(0));
+  padded.assign(c * channel + kVector, T(0));
   for (int64_t k = 0; k < n; ++k) {
     for (int64_t i = 0; i < h; ++i) {
       const T* row = src + (k * h + i) * w * c;
@@ -92,7 +95,6 @@ void GroupTapMajor(const T* src, T* dst, int64_t n, int64_t h, int64_t w,
   // Rows are copied in whole vectors of kVector elements: the few written
   // past a row's end belong to the next row and are overwritten by it; the
   // output's last rows, which have no next row, are copied exactly.
-  constexpr int64_t kVector = 8;
   const int64_t rounded = (w + kVector - 1) / kVector * kVector;
   T* const end = dst + 9 * c * n * h * w;
   for (int64_t tap = 0; tap < 9; ++tap) {
