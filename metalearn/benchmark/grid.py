@@ -61,7 +61,7 @@ def run_grid(workloads: Sequence[Workload], modes: Sequence[Mode],
       their chunks in turn (:mod:`metalearn.benchmark.interleave`), so that
       the machine's drift falls on every mode alike; the rows then have no
       memory peak of their own.
-    seed: as in :func:`measure`.
+    seed: as in :func:`metalearn.benchmark.measure.measure`.
     peer_python: an interpreter that has torch, or empty. Given, each
       workload is also timed by the PyTorch peer
       (:mod:`metalearn.benchmark.peer`) in a subprocess with the same
@@ -75,18 +75,21 @@ def run_grid(workloads: Sequence[Workload], modes: Sequence[Mode],
   """
   if peer_python:
     peer_lib.check_peer_python(peer_python)
-  fn = measure_isolated if isolate else measure_safe
+  one = measure_isolated if isolate else measure_safe
   together = (interleave_lib.measure_interleaved_isolated if isolate
               else interleave_lib.measure_interleaved)
   rows = []
   for w in workloads:
-    own = together(w, modes, timing, seed=seed) if interleave else []
-    for row in own if log else ():
-      log(_summary(row))
-    for mode in () if interleave else modes:
-      own.append(fn(w, mode, timing, seed))
-      if log:
-        log(_summary(own[-1]))
+    if interleave:  # Every mode at once: the rows come together.
+      own = together(w, modes, timing, seed=seed)
+      for row in own if log else ():
+        log(_summary(row))
+    else:  # One row at a time, each logged as it is measured.
+      own = []
+      for mode in modes:
+        own.append(one(w, mode, timing, seed))
+        if log:
+          log(_summary(own[-1]))
     if peer_python:
       own = _peer_rows(own, peer_python, w, timing, seed, log)
     rows += own
