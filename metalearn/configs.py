@@ -127,7 +127,8 @@ def base() -> ml_collections.ConfigDict:
   c.batching = "vmap"       # vmap | map (lax.map: less memory)
   c.eval_batching = "auto"  # auto | vmap | map (auto: map on CPU)
   c.conv_impl = "auto"      # auto | xla | matmul | im2col | im2col_vjp |
-                            # im2col_native (auto: im2col_native on CPU)
+                            # im2col_native | direct_native (auto:
+                            # direct_native on CPU)
   c.compute_dtype = "float32"  # float32 | bfloat16 (float32 parameters)
   c.progress = True
   # Devices (docs/scaling.md): 0 = every device of every process; N = the

@@ -116,7 +116,7 @@ def test_choices_outside_their_set(field, value):
            "batching": ("vmap", "map"),
            "eval_batching": ("auto", "vmap", "map"),
            "conv_impl": ("auto", "xla", "matmul", "im2col", "im2col_vjp",
-                         "im2col_native"),
+                         "im2col_native", "direct_native"),
            "compute_dtype": ("float32", "bfloat16"),
            "model": ("conv4", "resnet12", "mlp"),
            "loss": ("cross_entropy",),

@@ -1,6 +1,7 @@
 """The im2col convolution with hand-written VJPs: XLA's convolution, and the
 derivatives JAX takes of the plain im2col matmul, to every order used; with
-the windows in XLA and as the C++ custom call (``native``)."""
+the windows in XLA, the windows as a C++ custom call, and the convolution
+as C++ loops without windows (``impl``)."""
 
 import functools
 
@@ -39,30 +40,29 @@ def _inputs(dtype):
   return x, kernel
 
 
-def _conv3x3(native):
-  return functools.partial(im2col.conv3x3, native=native)
+def _conv3x3(impl):
+  return functools.partial(im2col.conv3x3, impl=impl)
 
 
-NATIVE = pytest.mark.parametrize("native", [False, True],
-                                 ids=["xla_windows", "native_windows"])
+NATIVE = pytest.mark.parametrize("impl", im2col.IMPLS)
 
 
 @NATIVE
-def test_forward_is_xla_convolution(native):
+def test_forward_is_xla_convolution(impl):
   with jax.enable_x64(True):
     x, kernel = _inputs(jnp.float64)
-    np.testing.assert_allclose(_conv3x3(native)(x, kernel),
+    np.testing.assert_allclose(_conv3x3(impl)(x, kernel),
                                _xla_conv(x, kernel), rtol=1e-12, atol=1e-12)
 
 
 @NATIVE
 @pytest.mark.parametrize("argnum", [0, 1])
-def test_second_order_gradient_is_xla_convolutions(argnum, native):
+def test_second_order_gradient_is_xla_convolutions(argnum, impl):
   with jax.enable_x64(True):
     x, kernel = _inputs(jnp.float64)
     grad = lambda conv: jax.grad(_meta_objective(conv), argnum)(kernel, x)
     want = grad(_xla_conv)
-    np.testing.assert_allclose(grad(_conv3x3(native)), want, rtol=1e-10,
+    np.testing.assert_allclose(grad(_conv3x3(impl)), want, rtol=1e-10,
                                atol=1e-10)
     # The check can fail: a wrong transpose (kernel not flipped) differs.
     np.testing.assert_allclose(grad(im2col.im2col_conv), want, rtol=1e-10,
@@ -72,7 +72,7 @@ def test_second_order_gradient_is_xla_convolutions(argnum, native):
 
 
 @NATIVE
-def test_third_order_through_the_kernel_gradient(native):
+def test_third_order_through_the_kernel_gradient(impl):
   # The gradient of a squared meta-gradient differentiates kernel_grad's
   # own VJP.
   with jax.enable_x64(True):
@@ -82,16 +82,16 @@ def test_third_order_through_the_kernel_gradient(native):
       meta_grad = jax.grad(_meta_objective(conv))
       return jax.grad(lambda k: jnp.sum(meta_grad(k, x) ** 2))(kernel)
     want = third(_xla_conv)
-    np.testing.assert_allclose(third(_conv3x3(native)), want, rtol=1e-9,
+    np.testing.assert_allclose(third(_conv3x3(impl)), want, rtol=1e-9,
                                atol=1e-9 * np.max(np.abs(want)))
 
 
 @NATIVE
-def test_per_task_kernels_under_vmap_match_a_loop(native):
+def test_per_task_kernels_under_vmap_match_a_loop(impl):
   with jax.enable_x64(True):
     x, kernel = _inputs(jnp.float64)
     xs, kernels = jnp.stack([x, x + 1.0]), jnp.stack([kernel, -2.0 * kernel])
-    grad = jax.grad(_meta_objective(_conv3x3(native)))
+    grad = jax.grad(_meta_objective(_conv3x3(impl)))
     batched = jax.vmap(grad)(kernels, xs)
     for t in range(2):
       np.testing.assert_allclose(batched[t], grad(kernels[t], xs[t]),

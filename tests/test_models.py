@@ -89,7 +89,8 @@ def test_bad_model_arguments():
 
 
 @pytest.mark.parametrize("conv_impl",
-                         ["matmul", "im2col", "im2col_vjp", "im2col_native"])
+                         ["matmul", "im2col", "im2col_vjp", "im2col_native",
+                          "direct_native"])
 def test_matmul_convolution_is_the_same_model(conv_impl):
   xla = ml.models.conv4(3, input_shape=(8, 8, 1), filters=3, num_blocks=2,
                         conv_impl="xla")
@@ -116,9 +117,9 @@ def test_matmul_convolution_is_the_same_model(conv_impl):
 
 def test_conv_impl_auto_and_bad_name():
   assert ml.models.resolve_conv_impl("auto") == (
-      "im2col_native" if jax.default_backend() == "cpu" else "xla")
+      "direct_native" if jax.default_backend() == "cpu" else "xla")
   with pytest.raises(ValueError, match="conv_impl.*auto, xla, matmul, "
-                     "im2col, im2col_vjp, im2col_native"):
+                     "im2col, im2col_vjp, im2col_native, direct_native"):
     ml.models.conv4(5, conv_impl="cudnn")
 
 

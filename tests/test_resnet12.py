@@ -60,7 +60,8 @@ def test_bad_arguments():
 
 
 @pytest.mark.parametrize("conv_impl",
-                         ["matmul", "im2col", "im2col_vjp", "im2col_native"])
+                         ["matmul", "im2col", "im2col_vjp", "im2col_native",
+                          "direct_native"])
 def test_matmul_convolution_is_the_same_model(small_params, conv_impl):
   xla, mm = (_model(conv_impl=c, **_SMALL) for c in ("xla", conv_impl))
   np.testing.assert_allclose(jax.jit(mm.apply)(small_params, _x()),

@@ -94,7 +94,7 @@ class Mode(NamedTuple):
 
 
 _CONV_KNOBS = {"mm": "matmul", "i2c": "im2col", "i2cv": "im2col_vjp",
-               "i2cn": "im2col_native",
+               "i2cn": "im2col_native", "dn": "direct_native",
                "xla": "xla"}
 
 
@@ -129,9 +129,10 @@ def parse_mode(spec: str) -> Mode:
   Knobs: ``unroll`` (unroll the inner ``lax.scan``), ``remat``
   (``jax.checkpoint`` per inner step), ``bf16`` (bfloat16 compute), ``shard``
   (split tasks over all devices), ``map`` (``lax.map`` over tasks instead of
-  ``vmap``), ``mm`` / ``i2c`` / ``i2cv`` / ``i2cn`` / ``xla`` (shifted-matmul
-  / im2col / im2col with im2col derivatives / the same with the windows as
-  a C++ loop / XLA convolutions instead of the model's ``auto`` choice), ``everyq``
+  ``vmap``), ``mm`` / ``i2c`` / ``i2cv`` / ``i2cn`` / ``dn`` / ``xla``
+  (shifted-matmul / im2col / im2col with im2col derivatives / the same with
+  the windows as a C++ loop / C++ convolutions without windows / XLA
+  convolutions instead of the model's ``auto`` choice), ``everyq``
   (MAML/FOMAML run the query set after every inner step, weighted one-hot,
   as before the library skipped it: measures that lever), ``spcN`` (N meta-steps per call),
   ``blockremat`` (ResNet-12 only: ``nn.remat`` each residual block),

@@ -106,12 +106,15 @@ class TransductiveBatchNorm(nn.Module):
     return x * scale.reshape(*lead, features) + offset.reshape(*lead, features)
 
 
-CONV_IMPLS = ("auto", "xla", "matmul", "im2col", "im2col_vjp", "im2col_native")
+CONV_IMPLS = ("auto", "xla", "matmul", "im2col", "im2col_vjp", "im2col_native",
+              "direct_native")
+# The C++ implementations, by the name of im2col.conv3x3's ``impl``.
+_NATIVE_IMPLS = {"im2col_native": "windows", "direct_native": "direct"}
 
 
 def resolve_conv_impl(conv_impl: str) -> str:
-  """``auto`` -> ``im2col_native`` on CPU (``im2col_vjp`` where the C++
-  kernel cannot be built), ``xla`` elsewhere; checks the name.
+  """``auto`` -> ``direct_native`` on CPU (``im2col_vjp`` where the C++
+  kernels cannot be built), ``xla`` elsewhere; checks the name.
 
   On CPU, per-task kernels under ``vmap`` turn XLA convolutions into grouped
   convolutions that ran 11x slower than nine shifted matmuls (fwd + bwd,
@@ -120,12 +123,14 @@ def resolve_conv_impl(conv_impl: str) -> str:
   paper's shape, slower at some others; with im2col derivatives
   (``im2col_vjp``) instead of JAX's pads and sums it ran 1.05x to 1.33x
   faster again, and with the windows as one C++ loop (``im2col_native``)
-  it compiles faster still (docs/benchmarks.md). Elsewhere XLA's
+  it compiled faster still. The convolution as C++ loops that never build
+  the windows (``direct_native``; float32 and float64, the windows for other
+  dtypes) ran faster than all of them (docs/benchmarks.md). Elsewhere XLA's
   convolution stays the default until a GPU measurement says otherwise.
 
   Raises:
-    ValueError: for an unknown name, or ``im2col_native`` off a CPU or
-      where its kernel cannot be built (the reason is in the message).
+    ValueError: for an unknown name, or a native one off a CPU or where
+      its kernels cannot be built (the reason is in the message).
   """
   if conv_impl not in CONV_IMPLS:
     raise ValueError(f"conv_impl must be one of {', '.join(CONV_IMPLS)}; "
@@ -134,14 +139,14 @@ def resolve_conv_impl(conv_impl: str) -> str:
   if conv_impl == "auto":
     if not on_cpu:
       return "xla"
-    return "im2col_native" if native_windows.available() else "im2col_vjp"
-  if conv_impl == "im2col_native":
+    return "direct_native" if native_windows.available() else "im2col_vjp"
+  if conv_impl in _NATIVE_IMPLS:
     if not on_cpu:
-      raise ValueError("conv_impl='im2col_native' runs on a CPU only; this "
+      raise ValueError(f"conv_impl={conv_impl!r} runs on a CPU only; this "
                        f"backend is {jax.default_backend()!r}: use 'auto'.")
     reason = native_windows.unavailable_reason()
     if reason:
-      raise ValueError("conv_impl='im2col_native' needs its C++ kernel, "
+      raise ValueError(f"conv_impl={conv_impl!r} needs its C++ kernel, "
                        f"which cannot be built here: {reason}. Use "
                        "'im2col_vjp'.")
   return conv_impl
@@ -178,9 +183,10 @@ class Im2colConv(nn.Module):
   GEMM with a nine times deeper contraction instead of nine, and under
   ``vmap`` one batched GEMM over tasks. Same function and parameters as
   :class:`ShiftedMatmulConv`. With ``im2col_vjp`` its derivatives are
-  im2col matmuls too (:mod:`metalearn.models.im2col`), and with
-  ``im2col_native`` their windows a C++ loop as well. Input [B, H, W,
-  C_in] -> [B, H, W, C_out].
+  im2col matmuls too (:mod:`metalearn.models.im2col`), with
+  ``im2col_native`` their windows a C++ loop as well, and with
+  ``direct_native`` the convolutions C++ loops without windows. Input [B,
+  H, W, C_in] -> [B, H, W, C_out].
   """
   features: int
   conv_impl: str = "im2col"
@@ -191,7 +197,8 @@ class Im2colConv(nn.Module):
                         (3, 3, x.shape[-1], self.features))
     if self.conv_impl == "im2col":
       return im2col.im2col_conv(x, kernel)
-    return im2col.conv3x3(x, kernel, self.conv_impl == "im2col_native")
+    return im2col.conv3x3(x, kernel,
+                          _NATIVE_IMPLS.get(self.conv_impl, "xla"))
 
 
 def max_pool_2x2(x: Array) -> Array:
@@ -220,11 +227,11 @@ def max_pool_2x2(x: Array) -> Array:
 
 def conv3x3(features: int, conv_impl: str, name: str) -> nn.Module:
   """The 3x3 SAME convolution without bias that ``conv_impl`` names
-  (``xla``, ``matmul``, ``im2col``, ``im2col_vjp`` or ``im2col_native``,
-  resolved): same parameters."""
+  (``xla``, ``matmul``, ``im2col``, ``im2col_vjp``, ``im2col_native`` or
+  ``direct_native``, resolved): same parameters."""
   if conv_impl == "matmul":
     return ShiftedMatmulConv(features, name=name)
-  if conv_impl.startswith("im2col"):
+  if conv_impl.startswith("im2col") or conv_impl in _NATIVE_IMPLS:
     return Im2colConv(features, conv_impl, name=name)
   return nn.Conv(features, (3, 3), padding="SAME", use_bias=False, name=name)
 

@@ -17,10 +17,13 @@ scatters. Reverse mode only: ``jax.jvp`` through :func:`conv3x3` raises
 (``jax.custom_vjp``), so forward-over-reverse Hessian-vector products need
 the plain im2col convolution.
 
-With ``native=True`` the windows are one C++ loop
+``impl`` picks how the two are computed: ``"xla"``, windows and matmul in
+XLA; ``"windows"``, the windows as one C++ loop
 (:mod:`metalearn.models.native_windows`, a CPU custom call) instead of XLA's
-pads, slices and concatenation: the same values, and for the kernel gradient
-written straight into the layout its matmul reads.
+pads, slices and concatenation, for the kernel gradient written straight
+into the layout its matmul reads; ``"direct"``, both functions as C++ loops
+that never build the windows (:mod:`metalearn.models.native_conv`), for
+float32 and float64 (other dtypes take ``"windows"``).
 """
 
 import functools
@@ -28,6 +31,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from metalearn.models import native_conv
 from metalearn.models import native_windows
 from metalearn.types import Array
 
@@ -54,6 +58,19 @@ def im2col_conv(x: Array, kernel: Array, native: bool = False) -> Array:
                     kernel.reshape(9 * channels, features))
 
 
+IMPLS = ("xla", "windows", "direct")
+
+
+def _direct_dtype(a: Array, b: Array, impl: str):
+  """The common dtype if ``impl`` is ``direct`` and its kernels take it,
+  else None (the windows then)."""
+  if impl not in IMPLS:
+    raise ValueError(f"impl must be one of {', '.join(IMPLS)}; got "
+                     f"{impl!r}.")
+  dtype = jnp.result_type(a, b)
+  return dtype if impl == "direct" and native_conv.supports(dtype) else None
+
+
 def _flipped(kernel: Array) -> Array:
   """[3, 3, C, D] -> [3, 3, D, C], mirrored in both spatial axes: the kernel
   whose SAME convolution is the transpose of ``kernel``'s."""
@@ -61,46 +78,52 @@ def _flipped(kernel: Array) -> Array:
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def conv3x3(x: Array, kernel: Array, native: bool = False) -> Array:
+def conv3x3(x: Array, kernel: Array, impl: str = "xla") -> Array:
   """:func:`im2col_conv` with im2col derivatives (the module docstring).
-  x [B, H, W, C], kernel [3, 3, C, D] -> [B, H, W, D]; ``native``: the
-  windows as a C++ custom call (CPU only)."""
-  return im2col_conv(x, kernel, native)
+  x [B, H, W, C], kernel [3, 3, C, D] -> [B, H, W, D]; ``impl``: ``xla``,
+  ``windows`` or ``direct`` (the last two a C++ custom call, CPU only)."""
+  dtype = _direct_dtype(x, kernel, impl)
+  if dtype is not None:
+    return native_conv.conv(x.astype(dtype), kernel.astype(dtype))
+  return im2col_conv(x, kernel, impl != "xla")
 
 
-def _conv3x3_fwd(x, kernel, native):
-  return conv3x3(x, kernel, native), (x, kernel)
+def _conv3x3_fwd(x, kernel, impl):
+  return conv3x3(x, kernel, impl), (x, kernel)
 
 
-def _conv3x3_bwd(native, residuals, g):
+def _conv3x3_bwd(impl, residuals, g):
   x, kernel = residuals
-  return (conv3x3(g, _flipped(kernel), native).astype(x.dtype),
-          kernel_grad(x, g, native).astype(kernel.dtype))
+  return (conv3x3(g, _flipped(kernel), impl).astype(x.dtype),
+          kernel_grad(x, g, impl).astype(kernel.dtype))
 
 
 conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def kernel_grad(x: Array, g: Array, native: bool = False) -> Array:
-  """The kernel gradient of ``conv3x3(x, kernel, native)`` given the output
+def kernel_grad(x: Array, g: Array, impl: str = "xla") -> Array:
+  """The kernel gradient of ``conv3x3(x, kernel, impl)`` given the output
   gradient: x [B, H, W, C], g [B, H, W, D] -> [3, 3, C, D]."""
   channels, features = x.shape[-1], g.shape[-1]
-  if native:  # The windows already in the matmul's layout: no transpose.
+  dtype = _direct_dtype(x, g, impl)
+  if dtype is not None:
+    return native_conv.kernel_grad(x.astype(dtype), g.astype(dtype))
+  if impl != "xla":  # The windows already in the matmul's layout.
     grad = jnp.einsum("kbhw,bhwd->kd", native_windows.tap_major_windows(x), g)
   else:
     grad = jnp.einsum("bhwk,bhwd->kd", windows(x), g)
   return grad.reshape(3, 3, channels, features)
 
 
-def _kernel_grad_fwd(x, g, native):
-  return kernel_grad(x, g, native), (x, g)
+def _kernel_grad_fwd(x, g, impl):
+  return kernel_grad(x, g, impl), (x, g)
 
 
-def _kernel_grad_bwd(native, residuals, cotangent):
+def _kernel_grad_bwd(impl, residuals, cotangent):
   x, g = residuals
-  return (conv3x3(g, _flipped(cotangent), native).astype(x.dtype),
-          conv3x3(x, cotangent, native).astype(g.dtype))
+  return (conv3x3(g, _flipped(cotangent), impl).astype(x.dtype),
+          conv3x3(x, cotangent, impl).astype(g.dtype))
 
 
 kernel_grad.defvjp(_kernel_grad_fwd, _kernel_grad_bwd)

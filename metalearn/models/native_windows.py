@@ -1,4 +1,6 @@
-"""The im2col windows as one C++ loop, an XLA FFI custom call on a CPU.
+"""The im2col windows as one C++ loop, an XLA FFI custom call on a CPU; and
+the builder of the library that holds it and the direct convolution
+(:mod:`metalearn.models.native_conv`).
 
 XLA's CPU backend builds :func:`metalearn.models.im2col.windows` (the nine
 shifted windows of a padded image stacked on the channel axis) as eight
@@ -7,10 +9,11 @@ twice, and every call is nine kernels for LLVM to compile. The C++ kernel
 (``native_windows.cc``) writes each output element once, and is one custom
 call. Measured: docs/benchmarks.md ("The im2col windows as one C++ loop").
 
-The kernel is compiled on first use with the system's C++ compiler (``$CXX``,
-else ``c++``) against the XLA FFI headers that jaxlib ships, into
+The kernels are compiled on first use with the system's C++ compiler
+(``$CXX``, else ``c++``) against the XLA FFI headers that jaxlib ships, for
+this machine's instruction set (``-march=native`` on x86-64), into
 ``$METALEARN_NATIVE_DIR`` (default ``~/.cache/metalearn/native``), one
-library per source, jax version and compiler. Without a compiler
+library per source, jax version, compiler and processor. Without a compiler
 :func:`unavailable_reason` says why, and ``conv_impl="auto"`` keeps XLA's
 windows (``im2col_vjp``).
 """
@@ -19,6 +22,7 @@ import ctypes
 import functools
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -32,8 +36,13 @@ from metalearn.types import Array
 NATIVE_DIR_ENV = "METALEARN_NATIVE_DIR"
 TARGET = "metalearn_windows"
 TAP_MAJOR_TARGET = "metalearn_tap_major_windows"
-_SOURCE = Path(__file__).with_name("native_windows.cc")
-_FLAGS = ("-O3", "-shared", "-fPIC", "-std=c++17", "-w")
+CONV_TARGET = "metalearn_conv"
+CONV_KERNEL_GRAD_TARGET = "metalearn_conv_kernel_grad"
+_SOURCES = (Path(__file__).with_name("native_windows.cc"),
+            Path(__file__).with_name("native_conv.cc"))
+_X86 = platform.machine().lower() in ("x86_64", "amd64")
+_FLAGS = ("-O3", "-shared", "-fPIC", "-std=c++17", "-w") + (
+    ("-march=native",) if _X86 else ())
 
 
 def _compiler() -> Optional[str]:
@@ -45,11 +54,24 @@ def _default_dir() -> Path:
   return Path(path) if path else Path.home() / ".cache" / "metalearn" / "native"
 
 
+def _processor() -> bytes:
+  """What ``-march=native`` compiles for: the CPU's model and flags (a
+  cache shared by different machines keeps one library for each)."""
+  try:
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+  except OSError:
+    return platform.processor().encode()
+  return "\n".join(sorted({l for l in lines if l.startswith(
+      ("model name", "flags", "Features"))})).encode()
+
+
 def _library_path(compiler: str) -> Path:
-  """Where the library for this source, jax version and compiler lives."""
+  """Where the library for these sources, jax version, compiler and
+  processor lives."""
   key = hashlib.sha256(b"\0".join([
-      _SOURCE.read_bytes(), jax.__version__.encode(), compiler.encode(),
-      " ".join(_FLAGS).encode()])).hexdigest()[:16]
+      *(s.read_bytes() for s in _SOURCES), jax.__version__.encode(),
+      compiler.encode(), " ".join(_FLAGS).encode(),
+      _processor()])).hexdigest()[:16]
   return _default_dir() / f"windows-{key}.so"
 
 
@@ -60,7 +82,7 @@ def _build(compiler: str, path: Path) -> None:
   with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
     out = Path(tmp) / path.name
     subprocess.run([compiler, *_FLAGS, f"-I{jax.ffi.include_dir()}",
-                    str(_SOURCE), "-o", str(out)],
+                    *map(str, _SOURCES), "-o", str(out)],
                    check=True, capture_output=True, text=True)
     os.replace(out, path)
 
@@ -80,7 +102,9 @@ def unavailable_reason() -> Optional[str]:
       _build(compiler, path)
     library = ctypes.cdll.LoadLibrary(str(path))
     handlers = {TARGET: library.MetalearnWindows,
-                TAP_MAJOR_TARGET: library.MetalearnTapMajorWindows}
+                TAP_MAJOR_TARGET: library.MetalearnTapMajorWindows,
+                CONV_TARGET: library.MetalearnConv,
+                CONV_KERNEL_GRAD_TARGET: library.MetalearnConvKernelGrad}
   except subprocess.CalledProcessError as e:
     return f"{compiler} failed: {e.stderr.strip()[-500:]}"
   except (OSError, AttributeError) as e:

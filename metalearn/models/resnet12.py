@@ -129,7 +129,7 @@ def resnet12(n_way: int,
     bn_steps: 0 for one batch-norm affine per layer; N > 0 for one per inner
       step (MAML++), which makes ``apply`` take the step index.
     conv_impl: ``xla``, ``matmul``, ``im2col``, ``im2col_vjp``,
-      ``im2col_native`` or ``auto``,
+      ``im2col_native``, ``direct_native`` or ``auto``,
       as in :func:`metalearn.models.conv4`; same parameters and function
       every way.
     remat: ``nn.remat`` each residual block: its activations are recomputed

@@ -1,0 +1,84 @@
+"""A 3x3 SAME convolution and its kernel gradient as C++ loops that never
+build the im2col windows, XLA FFI custom calls on a CPU.
+
+:mod:`metalearn.models.im2col` multiplies the nine shifted windows of the
+input, [B, H, W, 9 C], by the kernel: nine times the input written to memory
+and read back, which bounds a Conv-4 meta-step on a CPU more than the
+arithmetic does. ``native_conv.cc`` reads each zero-bordered image in place
+instead, with the kernel's output channels held in vector registers (the
+way a GEMM kernel works through a block of its output), and spreads the
+images over XLA's intra-op threads. Both functions are linear in each
+argument, so :func:`metalearn.models.im2col.conv3x3` builds every
+derivative of the convolution, of any order, from these two. float32 and
+float64; :func:`supports` says which. Built with the windows' kernel
+(:mod:`metalearn.models.native_windows`). Measured: docs/benchmarks.md
+("The convolution without windows").
+"""
+
+import jax
+import jax.numpy as jnp
+
+from metalearn.models import native_windows
+from metalearn.types import Array
+
+DTYPES = (jnp.float32, jnp.float64)
+
+
+def supports(dtype) -> bool:
+  """Whether the kernels take ``dtype`` (float32 and float64)."""
+  return jnp.dtype(dtype) in tuple(map(jnp.dtype, DTYPES))
+
+
+def _check(x: Array, other: Array, what: str) -> None:
+  if x.ndim < 3 or other.ndim < 3:
+    raise ValueError(f"{what} needs x [..., H, W, C]; got shapes {x.shape} "
+                     f"and {other.shape}.")
+  if x.dtype != other.dtype or not supports(x.dtype):
+    raise ValueError(f"{what} takes two float32 or two float64 arrays; got "
+                     f"{x.dtype} and {other.dtype}.")
+  reason = native_windows.unavailable_reason()
+  if reason:
+    raise RuntimeError(f"the native convolution is unavailable: {reason}")
+
+
+def conv(x: Array, kernel: Array) -> Array:
+  """x [..., H, W, C], kernel [3, 3, C, D] -> [..., H, W, D]: the 3x3,
+  stride-1, SAME convolution (cross-correlation, as XLA's) without bias.
+
+  Under ``vmap`` both gain the batched axes in front (an unbatched operand
+  is broadcast), so each task convolves with its own kernel.
+
+  Raises:
+    ValueError: bad ranks or shapes, or dtypes other than two float32 or
+      two float64.
+    RuntimeError: the kernel cannot be built here (the reason).
+  """
+  _check(x, kernel, "conv")
+  if kernel.shape[:3] != (3, 3, x.shape[-1]):
+    raise ValueError(f"conv needs kernel [3, 3, {x.shape[-1]}, D]; got "
+                     f"{kernel.shape}.")
+  out = jax.ShapeDtypeStruct((*x.shape[:-1], kernel.shape[-1]), x.dtype)
+  return jax.ffi.ffi_call(native_windows.CONV_TARGET, out,
+                          vmap_method="broadcast_all")(x, kernel)
+
+
+def kernel_grad(x: Array, g: Array) -> Array:
+  """The kernel gradient of :func:`conv` given its output gradient: x [...,
+  H, W, C], g [..., H, W, D] -> [3, 3, C, D], summed over the leading axes
+  and the pixels.
+
+  Raises:
+    ValueError: bad ranks or shapes, or dtypes other than two float32 or
+      two float64.
+    RuntimeError: the kernel cannot be built here (the reason).
+  """
+  _check(x, g, "kernel_grad")
+  if g.shape[:-1] != x.shape[:-1]:
+    raise ValueError(f"kernel_grad needs g [..., H, W, D] over x's pixels; "
+                     f"got x {x.shape} and g {g.shape}.")
+  out = jax.ShapeDtypeStruct((3, 3, x.shape[-1], g.shape[-1]), x.dtype)
+  # vmap adds leading axes in front of both, and of the result; the
+  # ``inner_rank`` fixed here tells the kernel which of x's axes are summed.
+  return jax.ffi.ffi_call(native_windows.CONV_KERNEL_GRAD_TARGET, out,
+                          vmap_method="broadcast_all")(
+                              x, g, inner_rank=x.ndim - 3)
