@@ -43,9 +43,12 @@ def _normal(seed, shape, dtype=jnp.float32):
 
 # (x shape, output channels): one input channel, a width that is not a whole
 # number of vectors, several register blocks of output channels with a
-# remainder, images smaller than one block of positions, extra leading axes.
+# remainder, images smaller than one block of positions, extra leading axes,
+# many small images stacked in one buffer with a shorter last stack, and
+# several stacks summed into one kernel gradient.
 SHAPES = [((3, 28, 28, 1), 32), ((2, 14, 14, 32), 24), ((2, 6, 5, 3), 40),
-          ((4, 3, 3, 64), 64), ((1, 1, 1, 2), 5), ((2, 2, 4, 4, 8), 160)]
+          ((4, 3, 3, 64), 64), ((1, 1, 1, 2), 5), ((2, 2, 4, 4, 8), 160),
+          ((37, 3, 3, 5), 16), ((40, 20, 20, 32), 32)]
 
 
 @pytest.mark.parametrize("shape,features", SHAPES)

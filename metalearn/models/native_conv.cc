@@ -7,11 +7,12 @@
 //             -> dw [outer..., 3, 3, C, D] (summed over inner... and pixels)
 //
 // The outer axes are tasks (vmap's), each with its own kernel; the inner axes
-// are that task's images. Both work on one zero-bordered copy of an image,
-// [H + 2, W + 2, C], read "flat": output position p = i (W + 2) + j reads
-// tap (dy, dx) at p + dy (W + 2) + dx, so every tap of a run of consecutive
-// positions is a run of consecutive input rows. The two right-hand columns
-// of each output row are junk and not stored. A block of R positions by NV
+// are that task's images. Both work on a zero-bordered copy of a few images
+// stacked one above the other (a Stack, below), read "flat": output
+// position p = i (W + 2) + j reads tap (dy, dx) at p + dy (W + 2) + dx, so
+// every tap of a run of consecutive positions is a run of consecutive input
+// rows. The two right-hand columns of each output row, and the row between
+// two images, are junk and not stored. A block of R positions by NV
 // vectors of output channels is accumulated in registers over the taps and
 // input channels (one broadcast and NV fused multiply-adds per input
 // element): what a GEMM kernel does with the windows, reading the image in
@@ -97,48 +98,115 @@ void ParallelFor(ffi::ThreadPool& pool, int64_t items, F body) {
   }
 }
 
-// Copies image src [h, w, c] into dst [h + 2, w + 2, c] with a zero border,
-// then kSlack zero positions (the buffer is reused across shapes).
-template <typename T>
-void PadImage(const T* src, T* dst, int64_t h, int64_t w, int64_t c) {
-  const int64_t pw = w + 2, row = pw * c;
-  std::memset(dst, 0, row * sizeof(T));
-  for (int64_t i = 0; i < h; ++i) {
-    T* out = dst + (i + 1) * row;
-    std::memset(out, 0, c * sizeof(T));
-    std::memcpy(out + c, src + i * w * c, w * c * sizeof(T));
-    std::memset(out + (w + 1) * c, 0, c * sizeof(T));
+// A stack of n images in one zero-bordered buffer: a zero row, then each
+// image's h rows followed by a zero row, every row [w + 2, c] with a zero
+// column on either side, then kSlack zero positions. Output position
+// p = r (w + 2) + j, for stacked row r = k (h + 1) + i of image k's row i,
+// reads tap (dy, dx) at p + dy (w + 2) + dx: the zero row between two images
+// is the bottom border of one and the top border of the next. Positions
+// with i == h or j >= w are junk.
+struct Stack {
+  int64_t n, h, w, pw, positions;
+  Stack(int64_t n, int64_t h, int64_t w)
+      : n(n), h(h), w(w), pw(w + 2), positions((n * (h + 1) - 1) * (w + 2)) {}
+  int64_t elements(int64_t c) const {
+    return ((n * (h + 1) + 1) * pw + kSlack) * c;
   }
-  std::memset(dst + (h + 1) * row, 0, (row + kSlack * c) * sizeof(T));
+};
+
+// Where a run of positions is: image k, its row i (h: a separator), column
+// j (>= w: junk), advanced one position at a time without division.
+struct Cursor {
+  int64_t k, i, j;
+  Cursor(const Stack& s, int64_t p) {
+    const int64_t r = p / s.pw;
+    k = r / (s.h + 1), i = r % (s.h + 1), j = p % s.pw;
+  }
+  bool valid(const Stack& s) const { return i < s.h && j < s.w; }
+  void next(const Stack& s) {
+    if (++j == s.pw) {
+      j = 0;
+      if (++i == s.h + 1) i = 0, ++k;
+    }
+  }
+};
+
+// src [n, h, w, c] -> dst, the stack's layout (every element written).
+template <typename T>
+void StackImages(const T* src, T* dst, const Stack& s, int64_t c) {
+  const int64_t row = s.pw * c;
+  std::memset(dst, 0, row * sizeof(T));
+  dst += row;
+  for (int64_t k = 0; k < s.n; ++k) {
+    for (int64_t i = 0; i < s.h; ++i, dst += row) {
+      std::memset(dst, 0, c * sizeof(T));
+      std::memcpy(dst + c, src + (k * s.h + i) * s.w * c,
+                  s.w * c * sizeof(T));
+      std::memset(dst + (s.w + 1) * c, 0, c * sizeof(T));
+    }
+    std::memset(dst, 0, row * sizeof(T));
+    dst += row;
+  }
+  std::memset(dst, 0, kSlack * c * sizeof(T));
 }
 
-// Output positions [p0, p0 + R) x channels [d0, d0 + NV lanes) of one
-// image: xp the padded image, wp the padded kernel [9, c, dp].
+// g [n, h, w, d] -> gp [positions, dp], at the stack's output positions,
+// zero at the junk ones and in the lanes past d.
+template <typename T>
+void StackGrads(const T* g, T* gp, const Stack& s, int64_t d, int64_t dp) {
+  std::fill(gp, gp + s.positions * dp, T(0));
+  for (int64_t k = 0; k < s.n; ++k) {
+    for (int64_t i = 0; i < s.h; ++i) {
+      T* row = gp + (k * (s.h + 1) + i) * s.pw * dp;
+      const T* in = g + (k * s.h + i) * s.w * d;
+      for (int64_t j = 0; j < s.w; ++j) {
+        std::memcpy(row + j * dp, in + j * d, d * sizeof(T));
+      }
+    }
+  }
+}
+
+// How many images one stack holds: about 64 Ki elements of input (and of
+// output gradient), so that a stack stays in the core's L2 cache, and at
+// most a share of a group's images that leaves ``parts`` stacks a group.
+int64_t ImagesPerStack(int64_t h, int64_t w, int64_t width, int64_t images,
+                       int64_t parts) {
+  const int64_t cached = (int64_t{1} << 16) / ((h + 1) * (w + 2) * width);
+  const int64_t shared = (images + parts - 1) / parts;
+  return std::max<int64_t>(1, std::min(cached, shared));
+}
+
+// Items for the pool: a few per thread, so that uneven items even out.
+int64_t PartsPerGroup(ffi::ThreadPool& pool, int64_t groups) {
+  const int64_t items = 4 * std::max<int64_t>(1, pool.num_threads());
+  return (items + groups - 1) / groups;
+}
+
+// Output positions [p0, p0 + R) x channels [d0, d0 + NV lanes) of a stack:
+// xp the stacked images, wp the padded kernel [9, c, dp], y the stack's
+// first image's output [n, h, w, d].
 template <typename T, int NV, int R>
 void ConvBlock(const T* xp, const T* wp, T* y, int64_t p0, int64_t d0,
-               int64_t positions, int64_t pw, int64_t w, int64_t c,
-               int64_t dp, int64_t d) {
+               const Stack& s, int64_t c, int64_t dp, int64_t d) {
   constexpr int64_t L = kLanes<T>;
   Vec<T> acc[R][NV] = {};
   for (int64_t tap = 0; tap < 9; ++tap) {
-    const T* xs = xp + (p0 + (tap / 3) * pw + tap % 3) * c;
+    const T* xs = xp + (p0 + (tap / 3) * s.pw + tap % 3) * c;
     const T* wt = wp + tap * c * dp + d0;
     for (int64_t ci = 0; ci < c; ++ci) {
       Vec<T> wv[NV];
       for (int v = 0; v < NV; ++v) wv[v] = Load(wt + ci * dp + v * L);
       for (int r = 0; r < R; ++r) {
-        const T s = xs[r * c + ci];
-        for (int v = 0; v < NV; ++v) acc[r][v] += s * wv[v];
+        const T x = xs[r * c + ci];
+        for (int v = 0; v < NV; ++v) acc[r][v] += x * wv[v];
       }
     }
   }
   const int64_t width = std::min<int64_t>(NV * L, d - d0);
-  for (int r = 0; r < R; ++r) {
-    const int64_t p = p0 + r;
-    if (p >= positions) break;
-    const int64_t i = p / pw, j = p % pw;
-    if (j >= w) continue;
-    T* out = y + (i * w + j) * d + d0;
+  Cursor at(s, p0);
+  for (int r = 0; r < R && p0 + r < s.positions; ++r, at.next(s)) {
+    if (!at.valid(s)) continue;
+    T* out = y + ((at.k * s.h + at.i) * s.w + at.j) * d + d0;
     if (width == NV * L) {
       for (int v = 0; v < NV; ++v) Store(out + v * L, acc[r][v]);
     } else {
@@ -150,25 +218,24 @@ void ConvBlock(const T* xp, const T* wp, T* y, int64_t p0, int64_t d0,
 }
 
 template <typename T, int NV>
-void ConvImageBlocks(const T* xp, const T* wp, T* y, int64_t d0, int64_t h,
-                     int64_t w, int64_t c, int64_t dp, int64_t d) {
+void ConvStackBlocks(const T* xp, const T* wp, T* y, int64_t d0,
+                     const Stack& s, int64_t c, int64_t dp, int64_t d) {
   constexpr int R = 24 / NV;
-  const int64_t pw = w + 2, positions = h * pw;
-  for (int64_t p0 = 0; p0 < positions; p0 += R) {
-    ConvBlock<T, NV, R>(xp, wp, y, p0, d0, positions, pw, w, c, dp, d);
+  for (int64_t p0 = 0; p0 < s.positions; p0 += R) {
+    ConvBlock<T, NV, R>(xp, wp, y, p0, d0, s, c, dp, d);
   }
 }
 
 template <typename T>
-void ConvImage(const T* xp, const T* wp, T* y, int64_t h, int64_t w,
-               int64_t c, int64_t dp, int64_t d) {
+void ConvStack(const T* xp, const T* wp, T* y, const Stack& s, int64_t c,
+               int64_t dp, int64_t d) {
   constexpr int64_t L = kLanes<T>;
   for (int64_t d0 = 0; d0 < d; d0 += 4 * L) {
     switch (std::min<int64_t>(4, (dp - d0) / L)) {
-      case 1: ConvImageBlocks<T, 1>(xp, wp, y, d0, h, w, c, dp, d); break;
-      case 2: ConvImageBlocks<T, 2>(xp, wp, y, d0, h, w, c, dp, d); break;
-      case 3: ConvImageBlocks<T, 3>(xp, wp, y, d0, h, w, c, dp, d); break;
-      default: ConvImageBlocks<T, 4>(xp, wp, y, d0, h, w, c, dp, d); break;
+      case 1: ConvStackBlocks<T, 1>(xp, wp, y, d0, s, c, dp, d); break;
+      case 2: ConvStackBlocks<T, 2>(xp, wp, y, d0, s, c, dp, d); break;
+      case 3: ConvStackBlocks<T, 3>(xp, wp, y, d0, s, c, dp, d); break;
+      default: ConvStackBlocks<T, 4>(xp, wp, y, d0, s, c, dp, d); break;
     }
   }
 }
@@ -182,70 +249,78 @@ void Conv(ffi::ThreadPool& pool, const T* x, const T* w, T* y, int64_t groups,
   for (int64_t k = 0; k < groups * 9 * c; ++k) {
     std::memcpy(wp.data() + k * dp, w + k * d, d * sizeof(T));
   }
-  const int64_t padded = (h + 2) * (wd + 2) * c + kSlack * c;
-  ParallelFor(pool, groups * images, [&](int64_t item) {
+  const int64_t per_stack =
+      ImagesPerStack(h, wd, c, images, PartsPerGroup(pool, groups));
+  const int64_t stacks = (images + per_stack - 1) / per_stack;
+  ParallelFor(pool, groups * stacks, [&](int64_t item) {
     thread_local std::vector<T> xp;
-    if (static_cast<int64_t>(xp.size()) < padded) xp.resize(padded);
-    const int64_t g = item / images;
-    PadImage(x + item * h * wd * c, xp.data(), h, wd, c);
-    ConvImage(xp.data(), wp.data() + g * 9 * c * dp, y + item * h * wd * d, h,
-              wd, c, dp, d);
+    const int64_t g = item / stacks, first = item % stacks * per_stack;
+    const Stack s(std::min(per_stack, images - first), h, wd);
+    if (static_cast<int64_t>(xp.size()) < s.elements(c)) {
+      xp.resize(s.elements(c));
+    }
+    const int64_t image = g * images + first;
+    StackImages(x + image * h * wd * c, xp.data(), s, c);
+    ConvStack(xp.data(), wp.data() + g * 9 * c * dp, y + image * h * wd * d,
+              s, c, dp, d);
   });
 }
 
 // Rows [k0, k0 + CB) of the flat kernel gradient [9 c, dp] (row k is tap
 // k / c, channel k % c) by channels [d0, d0 + NV lanes), accumulated into
-// dw over one image's positions. gp is the image's output gradient padded
-// to [h, w + 2, dp] with zero junk columns.
+// dw over a stack's positions; gp the stack's output gradient [positions,
+// dp], zero at junk positions.
 template <typename T, int NV, int CB>
 void GradBlock(const T* xp, const T* gp, T* dw, int64_t k0, int64_t rows,
-               int64_t d0, int64_t positions, int64_t pw, int64_t c,
-               int64_t dp) {
+               int64_t d0, const Stack& s, int64_t c, int64_t dp) {
   constexpr int64_t L = kLanes<T>;
   const T* base[CB];
   for (int b = 0; b < CB; ++b) {
     const int64_t k = std::min(k0 + b, rows - 1);
-    base[b] = xp + ((k / c) / 3 * pw + (k / c) % 3) * c + k % c;
+    base[b] = xp + ((k / c) / 3 * s.pw + (k / c) % 3) * c + k % c;
   }
   Vec<T> acc[CB][NV];
   for (int b = 0; b < CB; ++b) {
-    for (int v = 0; v < NV; ++v) acc[b][v] = Load(dw + (k0 + b) * dp + d0 + v * L);
+    for (int v = 0; v < NV; ++v) {
+      acc[b][v] = Load(dw + (k0 + b) * dp + d0 + v * L);
+    }
   }
-  for (int64_t p = 0; p < positions; ++p) {
+  for (int64_t p = 0; p < s.positions; ++p) {
     Vec<T> gv[NV];
     for (int v = 0; v < NV; ++v) gv[v] = Load(gp + p * dp + d0 + v * L);
     for (int b = 0; b < CB; ++b) {
-      const T s = base[b][p * c];
-      for (int v = 0; v < NV; ++v) acc[b][v] += s * gv[v];
+      const T x = base[b][p * c];
+      for (int v = 0; v < NV; ++v) acc[b][v] += x * gv[v];
     }
   }
   for (int b = 0; b < CB; ++b) {
-    for (int v = 0; v < NV; ++v) Store(dw + (k0 + b) * dp + d0 + v * L, acc[b][v]);
+    for (int v = 0; v < NV; ++v) {
+      Store(dw + (k0 + b) * dp + d0 + v * L, acc[b][v]);
+    }
   }
 }
 
 template <typename T, int NV>
-void GradImageBlocks(const T* xp, const T* gp, T* dw, int64_t d0,
-                     int64_t rows, int64_t positions, int64_t pw, int64_t c,
-                     int64_t dp) {
+void GradStackBlocks(const T* xp, const T* gp, T* dw, int64_t d0,
+                     int64_t rows, const Stack& s, int64_t c, int64_t dp) {
   constexpr int CB = 24 / NV;
   for (int64_t k0 = 0; k0 < rows; k0 += CB) {
-    GradBlock<T, NV, CB>(xp, gp, dw, k0, rows, d0, positions, pw, c, dp);
+    GradBlock<T, NV, CB>(xp, gp, dw, k0, rows, d0, s, c, dp);
   }
 }
 
-// dw [rows rounded up to 24, dp] += the image's kernel gradient.
+// dw [9 c rounded up to 24, dp] += the stack's kernel gradient.
 template <typename T>
-void GradImage(const T* xp, const T* gp, T* dw, int64_t h, int64_t w,
-               int64_t c, int64_t dp) {
+void GradStack(const T* xp, const T* gp, T* dw, const Stack& s, int64_t c,
+               int64_t dp) {
   constexpr int64_t L = kLanes<T>;
-  const int64_t pw = w + 2, positions = h * pw, rows = 9 * c;
+  const int64_t rows = 9 * c;
   for (int64_t d0 = 0; d0 < dp; d0 += 4 * L) {
     switch (std::min<int64_t>(4, (dp - d0) / L)) {
-      case 1: GradImageBlocks<T, 1>(xp, gp, dw, d0, rows, positions, pw, c, dp); break;
-      case 2: GradImageBlocks<T, 2>(xp, gp, dw, d0, rows, positions, pw, c, dp); break;
-      case 3: GradImageBlocks<T, 3>(xp, gp, dw, d0, rows, positions, pw, c, dp); break;
-      default: GradImageBlocks<T, 4>(xp, gp, dw, d0, rows, positions, pw, c, dp); break;
+      case 1: GradStackBlocks<T, 1>(xp, gp, dw, d0, rows, s, c, dp); break;
+      case 2: GradStackBlocks<T, 2>(xp, gp, dw, d0, rows, s, c, dp); break;
+      case 3: GradStackBlocks<T, 3>(xp, gp, dw, d0, rows, s, c, dp); break;
+      default: GradStackBlocks<T, 4>(xp, gp, dw, d0, rows, s, c, dp); break;
     }
   }
 }
@@ -255,35 +330,34 @@ void KernelGrad(ffi::ThreadPool& pool, const T* x, const T* g, T* dw,
                 int64_t groups, int64_t images, int64_t h, int64_t w,
                 int64_t c, int64_t d) {
   constexpr int64_t L = kLanes<T>;
-  const int64_t dp = (d + L - 1) / L * L, pw = w + 2, rows = 9 * c;
+  const int64_t dp = (d + L - 1) / L * L, rows = 9 * c;
   const int64_t padded_rows = (rows + 23) / 24 * 24;
-  // Each group's images are split into chunks; every chunk sums into a
-  // partial gradient of its own, and the partials are added at the end.
-  const int64_t threads = std::max<int64_t>(1, pool.num_threads() + 1);
-  const int64_t chunks = std::min<int64_t>(
-      images, std::max<int64_t>(1, (2 * threads + groups - 1) / groups));
+  // Each group's images are split into chunks, one per item, so that a
+  // few groups still keep every thread busy; every chunk sums into a
+  // partial gradient of its own, stack by stack, and the partials are
+  // added at the end.
+  const int64_t chunks =
+      std::min<int64_t>(images, PartsPerGroup(pool, groups));
   const int64_t partial = padded_rows * dp;
   std::vector<T> partials(groups * chunks * partial, T(0));
-  const int64_t xp_size = (h + 2) * pw * c + kSlack * c;
+  const int64_t per_stack = ImagesPerStack(h, w, c + dp, images, 1);
   ParallelFor(pool, groups * chunks, [&](int64_t item) {
     thread_local std::vector<T> xp, gp;
-    if (static_cast<int64_t>(xp.size()) < xp_size) xp.resize(xp_size);
-    gp.resize(h * pw * dp);
     const int64_t group = item / chunks, chunk = item % chunks;
-    const int64_t first = chunk * images / chunks;
-    const int64_t last = (chunk + 1) * images / chunks;
+    const int64_t last = group * images + (chunk + 1) * images / chunks;
     T* out = partials.data() + item * partial;
-    for (int64_t n = group * images + first; n < group * images + last; ++n) {
-      PadImage(x + n * h * w * c, xp.data(), h, w, c);
-      // Junk columns and the lanes past d stay zero.
-      std::fill(gp.begin(), gp.end(), T(0));
-      for (int64_t i = 0; i < h; ++i) {
-        for (int64_t j = 0; j < w; ++j) {
-          std::memcpy(gp.data() + (i * pw + j) * dp,
-                      g + ((n * h + i) * w + j) * d, d * sizeof(T));
-        }
+    for (int64_t n = group * images + chunk * images / chunks; n < last;
+         n += per_stack) {
+      const Stack s(std::min(per_stack, last - n), h, w);
+      if (static_cast<int64_t>(xp.size()) < s.elements(c)) {
+        xp.resize(s.elements(c));
       }
-      GradImage(xp.data(), gp.data(), out, h, w, c, dp);
+      if (static_cast<int64_t>(gp.size()) < s.positions * dp) {
+        gp.resize(s.positions * dp);
+      }
+      StackImages(x + n * h * w * c, xp.data(), s, c);
+      StackGrads(g + n * h * w * d, gp.data(), s, d, dp);
+      GradStack(xp.data(), gp.data(), out, s, c, dp);
     }
   });
   for (int64_t group = 0; group < groups; ++group) {
@@ -292,7 +366,9 @@ void KernelGrad(ffi::ThreadPool& pool, const T* x, const T* g, T* dw,
       T* row = dw + (group * rows + k) * d;
       for (int64_t e = 0; e < d; ++e) {
         T sum = T(0);
-        for (int64_t s = 0; s < chunks; ++s) sum += first[s * partial + k * dp + e];
+        for (int64_t s = 0; s < chunks; ++s) {
+          sum += first[s * partial + k * dp + e];
+        }
         row[e] = sum;
       }
     }
