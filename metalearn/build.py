@@ -32,11 +32,13 @@ from metalearn import rules
 from metalearn import schedules
 from metalearn import sharding
 from metalearn import step as step_lib
+from metalearn import task_copies
 from metalearn import trainer
 from metalearn.data import augment
 from metalearn.data import registry as datasets
 from metalearn.data import shapes
 from metalearn.models import Model
+from metalearn.models import resolve_conv_impl
 from metalearn.models import registry as models
 from metalearn.types import PyTree, Task
 
@@ -205,6 +207,8 @@ def meta_step_builder(config: ml_collections.ConfigDict, model: Model,
   algorithm = algorithms.get(config.algorithm)
   weights_fn = schedules.msl_weights_fn(config.inner_steps, config.msl_epochs,
                                         config.steps_per_epoch)
+  tile = task_copies.resolve(config.get("tile_params", "auto"),
+                             resolve_conv_impl(config.conv_impl))
 
   def build(phase: schedules.Phase, count: int):
     return step_lib.make_meta_step(
@@ -217,7 +221,7 @@ def meta_step_builder(config: ml_collections.ConfigDict, model: Model,
         task_sharding=task_sharding,
         objective=objective_ or objective(config),
         body_head=body_head(config, model), outer=outer_rule(config),
-        inner=inner_update(config))
+        inner=inner_update(config), tile_params=tile)
   return build
 
 

@@ -15,6 +15,7 @@ from metalearn import algorithms
 from metalearn import objectives
 from metalearn import plugins
 from metalearn import rules
+from metalearn import task_copies
 from metalearn.data import augment
 from metalearn.data import registry as datasets
 from metalearn.data import shapes
@@ -65,6 +66,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _one_of(config, "batching", ("vmap", "map"))
   _one_of(config, "eval_batching", BATCHINGS)
   _one_of(config, "conv_impl", CONV_IMPLS)
+  if "tile_params" in config:
+    _one_of(config, "tile_params", task_copies.MODES)
   _one_of(config, "compute_dtype", COMPUTE_DTYPES)
   for field in ("n_way", "k_shot", "n_query", "eval_n_query", "inner_steps",
                 "eval_inner_steps", "meta_batch_size", "meta_steps",

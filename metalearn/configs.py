@@ -129,6 +129,9 @@ def base() -> ml_collections.ConfigDict:
   c.conv_impl = "auto"      # auto | xla | matmul | im2col | im2col_vjp |
                             # im2col_native | direct_native (auto:
                             # direct_native on CPU)
+  c.tile_params = "auto"    # auto | on | off: one parameter copy per task
+                            # (metalearn.task_copies; auto: on a CPU
+                            # without XLA convolutions)
   c.compute_dtype = "float32"  # float32 | bfloat16 (float32 parameters)
   c.progress = True
   # Devices (docs/scaling.md): 0 = every device of every process; N = the

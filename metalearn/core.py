@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 from metalearn import masking
 from metalearn import objectives
+from metalearn import task_copies
 from metalearn.objectives import CLASSIFICATION, Objective
 from metalearn.types import ApplyFn, Array, PyTree, StepMetrics, Task
 
@@ -264,7 +265,8 @@ def meta_loss(apply_fn: ApplyFn,
               batching: str = "vmap",
               objective: Objective = CLASSIFICATION,
               body_head: Optional["BodyHead"] = None,
-              make_runner: Optional[Callable[..., Callable]] = None
+              make_runner: Optional[Callable[..., Callable]] = None,
+              tile_params: bool = False
              ) -> tuple[Array, StepMetrics]:
   """Mean over the task batch of the weighted per-step query losses.
 
@@ -286,6 +288,9 @@ def meta_loss(apply_fn: ApplyFn,
     make_runner: ``make_runner(apply_fn, params, inner_lrs, **options) ->
       run(task)``, the inner update (:meth:`metalearn.rules.InnerUpdate.make`;
       default :func:`task_runner`, SGD).
+    tile_params: with ``vmap``, map over one copy of ``params`` per task
+      (:func:`metalearn.task_copies.tile`): the same loss and gradient,
+      with the gradient's sum over tasks as a matmul.
 
   Returns:
     ``(loss, StepMetrics)``: the scalar meta-loss and the per-task query
@@ -299,15 +304,19 @@ def meta_loss(apply_fn: ApplyFn,
                      f"({inner_steps},); got {jnp.shape(step_weights)}.")
   if batching not in ("vmap", "map"):
     raise ValueError(f"batching must be 'vmap' or 'map', got {batching!r}.")
-  run = (make_runner or task_runner)(
-      apply_fn, params, inner_lrs, body_head=body_head,
-      first_order=first_order, step_aware=step_aware,
-                    remat=remat, unroll=unroll, objective=objective,
-                    query_every_step=step_weights is not None)
-  if batching == "vmap":
-    _, metrics = jax.vmap(run)(tasks)
+  def runner(params):
+    return (make_runner or task_runner)(
+        apply_fn, params, inner_lrs, body_head=body_head,
+        first_order=first_order, step_aware=step_aware, remat=remat,
+        unroll=unroll, objective=objective,
+        query_every_step=step_weights is not None)
+  if batching == "vmap" and tile_params:
+    copies = task_copies.tile(params, jax.tree.leaves(tasks)[0].shape[0])
+    _, metrics = jax.vmap(lambda p, t: runner(p)(t))(copies, tasks)
+  elif batching == "vmap":
+    _, metrics = jax.vmap(runner(params))(tasks)
   else:
-    metrics = jax.lax.map(lambda t: run(t)[1], tasks)
+    metrics = jax.lax.map(lambda t: runner(params)(t)[1], tasks)
   if step_weights is None:
     return jnp.mean(metrics.loss[:, -1]), metrics
   return jnp.mean(metrics.loss @ step_weights), metrics

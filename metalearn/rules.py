@@ -151,11 +151,12 @@ class Problem(NamedTuple):
 
 def make_problem(apply_fn: ApplyFn, split: Callable[[PyTree], tuple], *,
                  inner: InnerUpdate, batching: str = "vmap",
-                 **options) -> Problem:
+                 tile_params: bool = False, **options) -> Problem:
   """The :class:`Problem` of a meta-step: ``inner`` adapts every task of a
   batch (``vmap`` or ``map``), with the options of
   :func:`metalearn.core.task_runner` (``first_order``, ``step_aware``,
-  ``remat``, ``unroll``, ``objective``, ``body_head``)."""
+  ``remat``, ``unroll``, ``objective``, ``body_head``); ``tile_params`` as
+  in :func:`metalearn.core.meta_loss`."""
   if batching not in ("vmap", "map"):
     raise ValueError(f"batching must be 'vmap' or 'map', got {batching!r}.")
 
@@ -163,7 +164,7 @@ def make_problem(apply_fn: ApplyFn, split: Callable[[PyTree], tuple], *,
     params, lrs = split(trainable)
     return core.meta_loss(apply_fn, params, lrs, tasks, weights,
                           batching=batching, make_runner=inner.make,
-                          **options)
+                          tile_params=tile_params, **options)
 
   def adapt_batch(params, lrs, tasks):
     core.validate_task(tasks, batched=True,

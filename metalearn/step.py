@@ -118,7 +118,8 @@ def make_meta_step(apply_fn: ApplyFn,
                    objective: objectives.Objective = objectives.CLASSIFICATION,
                    body_head: Optional[core.BodyHead] = None,
                    outer: rules.OuterRule = rules.META_GRADIENT,
-                   inner: Optional[rules.InnerUpdate] = None):
+                   inner: Optional[rules.InnerUpdate] = None,
+                   tile_params: bool = False):
   """Builds ``step(state, data, key) -> (state, StepOutput)``.
 
   Args:
@@ -148,6 +149,8 @@ def make_meta_step(apply_fn: ApplyFn,
       default the meta-gradient).
     inner: how each task adapts (:class:`metalearn.rules.InnerUpdate`;
       default SGD with the inner rates).
+    tile_params: one copy of the parameters per task under ``vmap``
+      (:mod:`metalearn.task_copies`): the same step, faster on a CPU.
 
   Returns:
     The step function.
@@ -170,7 +173,8 @@ def make_meta_step(apply_fn: ApplyFn,
 
   def problem(meta) -> rules.Problem:
     return rules.make_problem(apply_fn, lambda part: split(part, meta),
-                              inner=inner, batching=batching, **options)
+                              inner=inner, batching=batching,
+                              tile_params=tile_params, **options)
 
   def one_step(state: MetaState, data, key) -> tuple[MetaState, StepOutput]:
     tasks = task_fn(jax.random.fold_in(key, state.step), data)

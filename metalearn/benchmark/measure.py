@@ -23,6 +23,7 @@ from metalearn import profiling
 from metalearn import schedules
 from metalearn import sharding
 from metalearn import step as step_lib
+from metalearn import task_copies
 from metalearn.benchmark.plain import Problem
 from metalearn.benchmark.results import Row
 from metalearn.benchmark.workloads import Mode
@@ -97,7 +98,9 @@ def _build_tuned(w: Workload, mode: Mode, p: Problem, state, key: Array,
       learn_inner_lrs=p.learn_inner_lrs, step_aware=p.step_aware,
       remat=mode.remat, unroll=True if mode.unroll else 1,
       steps_per_call=mode.steps_per_call,
-      task_sharding=sharding.task_sharding(mesh), donate=True, **extra)
+      task_sharding=sharding.task_sharding(mesh), donate=True,
+      tile_params=task_copies.resolve(mode.tile, resolve_conv_impl(mode.conv)),
+      **extra)
   state = sharding.replicate(state, mesh)
   data = sharding.replicate(p.data, mesh)
   start = time.perf_counter()

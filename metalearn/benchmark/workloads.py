@@ -87,6 +87,7 @@ class Mode(NamedTuple):
   old_fusion: bool = False
   fast_compile_preset: bool = False
   ynn_elementwise: bool = False
+  tile: str = "auto"
 
   @property
   def plain(self) -> bool:
@@ -104,6 +105,8 @@ def _apply_knob(mode: Mode, knob: str, spec: str) -> Mode:
     return mode._replace(**{knob: True})
   if knob == "everyq":
     return mode._replace(every_query=True)
+  if knob in ("tile", "notile"):
+    return mode._replace(tile="on" if knob == "tile" else "off")
   if knob == "blockremat":
     return mode._replace(block_remat=True)
   if knob == "bodyloop":
@@ -132,7 +135,9 @@ def parse_mode(spec: str) -> Mode:
   ``vmap``), ``mm`` / ``i2c`` / ``i2cv`` / ``i2cn`` / ``dn`` / ``xla``
   (shifted-matmul / im2col / im2col with im2col derivatives / the same with
   the windows as a C++ loop / C++ convolutions without windows / XLA
-  convolutions instead of the model's ``auto`` choice), ``everyq``
+  convolutions instead of the model's ``auto`` choice), ``tile`` /
+  ``notile`` (one parameter copy per task on or off instead of ``auto``,
+  :mod:`metalearn.task_copies`), ``everyq``
   (MAML/FOMAML run the query set after every inner step, weighted one-hot,
   as before the library skipped it: measures that lever), ``spcN`` (N meta-steps per call),
   ``blockremat`` (ResNet-12 only: ``nn.remat`` each residual block),
