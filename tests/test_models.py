@@ -139,6 +139,57 @@ def test_max_pool_is_flax_max_pool_and_its_gradients():
                              atol=1e-6)
 
 
+class _NormThenPool(nn.Module):
+  """Conv-4 in the textbook order, batch norm, ReLU, then max-pool, with
+  Conv4's parameter names."""
+  n_way: int
+  filters: int
+  num_blocks: int
+  always_max: bool = False  # A wrong shortcut: pool before a flipped map.
+
+  @nn.compact
+  def __call__(self, x):
+    for i in range(self.num_blocks):
+      x = nn.Conv(self.filters, (3, 3), padding="SAME", use_bias=False,
+                  name=f"conv{i}")(x)
+      if self.always_max:
+        x = max_pool_2x2(x)
+      x = nn.relu(TransductiveBatchNorm(name=f"norm{i}")(x))
+      if not self.always_max:
+        x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+    return nn.Dense(self.n_way, name="head")(x.reshape((x.shape[0], -1)))
+
+
+def test_pool_before_the_normalisation_is_the_textbook_block():
+  # Conv4 pools before normalising: the same function, and the same
+  # second-order meta-gradient, also where a batch-norm scale is negative.
+  with jax.enable_x64(True):
+    model = ml.models.conv4(3, input_shape=(8, 8, 1), filters=4,
+                            num_blocks=2, conv_impl="xla")
+    params = jax.tree.map(lambda p: p.astype(jnp.float64),
+                          jax.jit(model.init)(jax.random.key(0)))
+    params = jax.tree.map(
+        lambda p: p + jax.random.normal(jax.random.key(1), p.shape, p.dtype),
+        params)
+    assert float(jnp.min(params["norm0"]["scale"])) < 0 < float(
+        jnp.max(params["norm0"]["scale"]))
+    textbook = lambda p, x, **kw: _NormThenPool(3, 4, 2, **kw).apply(
+        {"params": p}, x)
+    x = jax.random.normal(jax.random.key(2), (7, 8, 8, 1), jnp.float64)
+    np.testing.assert_allclose(model.apply(params, x), textbook(params, x),
+                               rtol=1e-12, atol=1e-12)
+    assert np.max(np.abs(textbook(params, x, always_max=True)
+                         - textbook(params, x))) > 1e-3
+    lrs = ml.fixed_inner_lrs(params, 0.3, 2)
+    labels = jnp.tile(jnp.arange(3), (2, 2))
+    xs = jax.random.normal(jax.random.key(3), (2, 6, 8, 8, 1), jnp.float64)
+    tasks = ml.Task(xs, labels, xs[:, ::-1], labels)
+    grad = lambda apply: jax.grad(lambda p: ml.meta_loss(
+        apply, p, lrs, tasks, None, unroll=True)[0])(params)
+    chex.assert_trees_all_close(grad(model.apply), grad(textbook),
+                                rtol=1e-9, atol=1e-12)
+
+
 def test_max_pool_gives_a_tie_to_the_first_maximum_as_flax_does():
   x = jnp.asarray([[1., 3.], [3., 0.]]).reshape(1, 2, 2, 1)
   flax_pool = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2),

@@ -79,6 +79,8 @@ class TransductiveBatchNorm(nn.Module):
 
   With ``bn_steps > 0`` the scale and offset have a leading ``[bn_steps]``
   axis and ``step`` picks the row: MAML++'s per-step batch-norm weights.
+  With ``relu_pool`` it returns ``max_pool_2x2(relu(norm(x)))``, pooling
+  first (:func:`_normalized_relu_pool`).
   With ``mask`` (bool [B]) the statistics are those of the real rows alone
   (:func:`metalearn.masking.masked_moments`); every row is normalised.
   """
@@ -87,7 +89,8 @@ class TransductiveBatchNorm(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array, step: Optional[Array] = None,
-               mask: Optional[Array] = None) -> Array:
+               mask: Optional[Array] = None, relu_pool: bool = False
+               ) -> Array:
     features = x.shape[-1]
     lead = (self.bn_steps,) if self.bn_steps else ()
     scale = self.param("scale", nn.initializers.ones, (*lead, features))
@@ -101,9 +104,27 @@ class TransductiveBatchNorm(nn.Module):
       var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
     else:
       mean, var = masking.masked_moments(x, mask)
-    x = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
+    inv = jax.lax.rsqrt(var + self.epsilon)
     lead = (1,) * (x.ndim - 1)
-    return x * scale.reshape(*lead, features) + offset.reshape(*lead, features)
+    scale = scale.reshape(*lead, features)
+    offset = offset.reshape(*lead, features)
+    if relu_pool:
+      return _normalized_relu_pool(x, mean, inv, scale, offset)
+    return (x - mean) * inv * scale + offset
+
+
+def _normalized_relu_pool(x: Array, mean: Array, inv: Array, scale: Array,
+                          offset: Array) -> Array:
+  """``max_pool_2x2(relu((x - mean) * inv * scale + offset))``, the same
+  values, with the pool first: a channel whose ``inv * scale`` is >= 0 is
+  an increasing map of ``x``, which a max commutes with, and one whose is
+  < 0 a decreasing map, which turns the max into a min. So the normalisation
+  runs on a quarter of the values, and its derivatives too, instead of on
+  the whole [B, H, W, C] convolution output (docs/benchmarks.md, "Batch
+  norm after the pool")."""
+  sign = jnp.where(inv * scale >= 0, 1.0, -1.0).astype(x.dtype)
+  picked = sign * max_pool_2x2(sign * x)
+  return nn.relu((picked - mean) * inv * scale + offset)
 
 
 CONV_IMPLS = ("auto", "xla", "matmul", "im2col", "im2col_vjp", "im2col_native",
@@ -239,6 +260,10 @@ def conv3x3(features: int, conv_impl: str, name: str) -> nn.Module:
 class Conv4(nn.Module):
   """Conv-4 backbone and linear head. Input [B, H, W, C] -> [B, n_way].
 
+  Each block is convolution, batch norm, ReLU and a 2x2 max-pool, computed
+  with the pool before the normalisation (the same values; see
+  :class:`TransductiveBatchNorm`'s ``relu_pool``).
+
   ``conv_impl`` is a resolved name of :func:`conv3x3`: the same function
   and parameters every way.
   """
@@ -254,10 +279,8 @@ class Conv4(nn.Module):
                mask: Optional[Array] = None) -> Array:
     for i in range(self.num_blocks):
       x = conv3x3(self.filters, self.conv_impl, f"conv{i}")(x)
-      x = TransductiveBatchNorm(self.bn_steps, name=f"norm{i}")(x, step,
-                                                                mask)
-      x = nn.relu(x)
-      x = max_pool_2x2(x)
+      x = TransductiveBatchNorm(self.bn_steps, name=f"norm{i}")(
+          x, step, mask, relu_pool=True)
     x = x.reshape((x.shape[0], -1))
     if self.features_only:
       return x
@@ -285,9 +308,11 @@ def conv4(n_way: int,
       ``im2col_vjp`` (``im2col`` whose derivatives are im2col matmuls too;
       reverse mode only, :mod:`metalearn.models.im2col`),
       ``im2col_native`` (``im2col_vjp`` with the windows as a C++ loop, CPU
-      only, :mod:`metalearn.models.native_windows`) or ``auto``
-      (``im2col_native`` on CPU, ``im2col_vjp`` where its kernel cannot be
-      built, else ``xla``). Same parameters and function every way.
+      only, :mod:`metalearn.models.native_windows`), ``direct_native``
+      (the convolutions as C++ loops without windows, CPU only,
+      :mod:`metalearn.models.native_conv`) or ``auto`` (``direct_native``
+      on CPU, ``im2col_vjp`` where its kernels cannot be built, else
+      ``xla``). Same parameters and function every way.
 
   Returns:
     A :class:`Model`.
