@@ -28,7 +28,7 @@ from metalearn.data import episodes
 from metalearn.data import images
 from metalearn.data import shapes
 from metalearn.data import synthetic
-from metalearn.models.conv4 import TransductiveBatchNorm
+from metalearn.models.norm_pool import TransductiveBatchNorm
 from metalearn.models.conv4 import dense_head
 from tests import helpers
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import metalearn as ml
-from metalearn.models.conv4 import TransductiveBatchNorm
-from metalearn.models.conv4 import max_pool_2x2
-from metalearn.models.conv4 import step_row
+from metalearn.models.norm_pool import TransductiveBatchNorm
+from metalearn.models.norm_pool import max_pool_2x2
+from metalearn.models.norm_pool import step_row
 
 
 def test_conv4_shapes_and_transductive_norm():

@@ -19,6 +19,7 @@ from metalearn import masking
 from metalearn.models import im2col
 from metalearn.models import native_windows
 from metalearn.models import registry
+from metalearn.models.norm_pool import TransductiveBatchNorm
 from metalearn.types import Array, PyTree
 
 
@@ -57,74 +58,6 @@ def dense_head(params: PyTree, features: Array,
 def without_head(params: PyTree) -> PyTree:
   """Every top-level entry of ``params`` but ``'head'``."""
   return {k: v for k, v in params.items() if k != "head"}
-
-
-def step_row(table: Array, step: Array) -> Array:
-  """``table[step]`` for a per-step table [S, F] -> [F], as a one-hot
-  product (exact: one term is the row, the others are zeros).
-
-  Indexed, the row's selection is folded into every fusion that reads it,
-  with each inner step's index as a constant, so no two steps' batch-norm
-  fusions are alike and XLA's CPU backend compiles each as a kernel of its
-  own. A product is not folded in: the fusions take the row as an operand,
-  are the same at every step, and are compiled once (docs/benchmarks.md,
-  "MAML++'s per-step batch norm and kernel sharing").
-  """
-  onehot = jax.nn.one_hot(step, table.shape[0], dtype=table.dtype)
-  return jnp.dot(onehot, table, precision=jax.lax.Precision.HIGHEST)
-
-
-class TransductiveBatchNorm(nn.Module):
-  """Batch norm with the current batch's statistics and a learnable affine.
-
-  With ``bn_steps > 0`` the scale and offset have a leading ``[bn_steps]``
-  axis and ``step`` picks the row: MAML++'s per-step batch-norm weights.
-  With ``relu_pool`` it returns ``max_pool_2x2(relu(norm(x)))``, pooling
-  first (:func:`_normalized_relu_pool`).
-  With ``mask`` (bool [B]) the statistics are those of the real rows alone
-  (:func:`metalearn.masking.masked_moments`); every row is normalised.
-  """
-  bn_steps: int = 0
-  epsilon: float = 1e-5
-
-  @nn.compact
-  def __call__(self, x: Array, step: Optional[Array] = None,
-               mask: Optional[Array] = None, relu_pool: bool = False
-               ) -> Array:
-    features = x.shape[-1]
-    lead = (self.bn_steps,) if self.bn_steps else ()
-    scale = self.param("scale", nn.initializers.ones, (*lead, features))
-    offset = self.param("offset", nn.initializers.zeros, (*lead, features))
-    if self.bn_steps:
-      step = jnp.clip(0 if step is None else step, 0, self.bn_steps - 1)
-      scale, offset = step_row(scale, step), step_row(offset, step)
-    axes = tuple(range(x.ndim - 1))
-    if mask is None:
-      mean = jnp.mean(x, axis=axes, keepdims=True)
-      var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
-    else:
-      mean, var = masking.masked_moments(x, mask)
-    inv = jax.lax.rsqrt(var + self.epsilon)
-    lead = (1,) * (x.ndim - 1)
-    scale = scale.reshape(*lead, features)
-    offset = offset.reshape(*lead, features)
-    if relu_pool:
-      return _normalized_relu_pool(x, mean, inv, scale, offset)
-    return (x - mean) * inv * scale + offset
-
-
-def _normalized_relu_pool(x: Array, mean: Array, inv: Array, scale: Array,
-                          offset: Array) -> Array:
-  """``max_pool_2x2(relu((x - mean) * inv * scale + offset))``, the same
-  values, with the pool first: a channel whose ``inv * scale`` is >= 0 is
-  an increasing map of ``x``, which a max commutes with, and one whose is
-  < 0 a decreasing map, which turns the max into a min. So the normalisation
-  runs on a quarter of the values, and its derivatives too, instead of on
-  the whole [B, H, W, C] convolution output (docs/benchmarks.md, "Batch
-  norm after the pool")."""
-  sign = jnp.where(inv * scale >= 0, 1.0, -1.0).astype(x.dtype)
-  picked = sign * max_pool_2x2(sign * x)
-  return nn.relu((picked - mean) * inv * scale + offset)
 
 
 CONV_IMPLS = ("auto", "xla", "matmul", "im2col", "im2col_vjp", "im2col_native",
@@ -222,30 +155,6 @@ class Im2colConv(nn.Module):
                           _NATIVE_IMPLS.get(self.conv_impl, "xla"))
 
 
-def max_pool_2x2(x: Array) -> Array:
-  """``nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")`` as selects
-  between the four corners of each window: [B, H, W, C] -> [B, H // 2,
-  W // 2, C].
-
-  The same values, and the same gradient (to the first maximum of a window
-  in row-major order, as ``select_and_scatter`` gives it), but every
-  derivative is an elementwise select. ``reduce_window``'s derivatives are
-  ``select_and_scatter`` and, differentiated again for MAML's meta-gradient,
-  ``select_and_gather``, which XLA's CPU backend runs slowly
-  (docs/performance.md). ``jnp.max`` over a reshaped window is no way out:
-  its derivative divides by the count of values equal to the maximum, and
-  a ResNet-12 meta-gradient came out NaN with it under the test suite's
-  XLA flags (tests/xla_flags.py).
-  """
-  height, width = x.shape[-3] // 2 * 2, x.shape[-2] // 2 * 2
-  a, b, c, d = (x[..., dy:height:2, dx:width:2, :]
-                for dy in range(2) for dx in range(2))
-  a_first = (a >= b) & (a >= c) & (a >= d)
-  b_first = (b >= c) & (b >= d)
-  return jnp.where(a_first, a,
-                   jnp.where(b_first, b, jnp.where(c >= d, c, d)))
-
-
 def conv3x3(features: int, conv_impl: str, name: str) -> nn.Module:
   """The 3x3 SAME convolution without bias that ``conv_impl`` names
   (``xla``, ``matmul``, ``im2col``, ``im2col_vjp``, ``im2col_native`` or
@@ -262,7 +171,7 @@ class Conv4(nn.Module):
 
   Each block is convolution, batch norm, ReLU and a 2x2 max-pool, computed
   with the pool before the normalisation (the same values; see
-  :class:`TransductiveBatchNorm`'s ``relu_pool``).
+  :func:`metalearn.models.norm_pool.normalized_relu_pool`).
 
   ``conv_impl`` is a resolved name of :func:`conv3x3`: the same function
   and parameters every way.

@@ -22,10 +22,10 @@ import jax.numpy as jnp
 from metalearn.models import registry
 from metalearn.models.conv4 import Model
 from metalearn.models.conv4 import conv3x3
-from metalearn.models.conv4 import max_pool_2x2
-from metalearn.models.conv4 import TransductiveBatchNorm
 from metalearn.models.conv4 import resolve_conv_impl
 from metalearn.models.conv4 import without_head
+from metalearn.models.norm_pool import TransductiveBatchNorm
+from metalearn.models.norm_pool import max_pool_2x2
 from metalearn.types import Array, PyTree
 
 WIDTHS = (64, 160, 320, 640)
