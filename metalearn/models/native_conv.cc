@@ -10,14 +10,14 @@
 // are that task's images. Both work on a zero-bordered copy of a few images
 // stacked one above the other (a Stack, below), read "flat": output
 // position p = i (W + 2) + j reads tap (dy, dx) at p + dy (W + 2) + dx, so
-// every tap of a run of consecutive positions is a run of consecutive input
-// rows. The two right-hand columns of each output row, and the row between
-// two images, are junk and not stored. A block of R positions by NV
-// vectors of output channels is accumulated in registers over the taps and
-// input channels (one broadcast and NV fused multiply-adds per input
-// element): what a GEMM kernel does with the windows, reading the image in
-// place of them. The kernel gradient swaps the roles: a block of (tap,
-// channel) rows by NV vectors of D, accumulated over positions.
+// every tap of a run of pixels in one row is a run of consecutive input
+// pixels. A block of R pixels of a row by NV vectors of output channels is
+// accumulated in registers over the taps and input channels (one broadcast
+// and NV fused multiply-adds per input element): what a GEMM kernel does
+// with the windows, reading the image in place of them. R divides the row
+// as evenly as it can, so little is computed and thrown away. The kernel
+// gradient swaps the roles: a block of (tap, channel) rows by NV vectors of
+// D, accumulated over every pixel.
 //
 // float32 and float64; work is spread over XLA's intra-op threads. Built by
 // metalearn/models/native_windows.py with -march=native.
@@ -100,35 +100,18 @@ void ParallelFor(ffi::ThreadPool& pool, int64_t items, F body) {
 
 // A stack of n images in one zero-bordered buffer: a zero row, then each
 // image's h rows followed by a zero row, every row [w + 2, c] with a zero
-// column on either side, then kSlack zero positions. Output position
-// p = r (w + 2) + j, for stacked row r = k (h + 1) + i of image k's row i,
-// reads tap (dy, dx) at p + dy (w + 2) + dx: the zero row between two images
-// is the bottom border of one and the top border of the next. Positions
-// with i == h or j >= w are junk.
+// column on either side, then kSlack zero positions. The output pixel (i, j)
+// of image k is at position p = (k (h + 1) + i) (w + 2) + j and reads tap
+// (dy, dx) at p + dy (w + 2) + dx: the zero row between two images is the
+// bottom border of one and the top border of the next.
 struct Stack {
-  int64_t n, h, w, pw, positions;
-  Stack(int64_t n, int64_t h, int64_t w)
-      : n(n), h(h), w(w), pw(w + 2), positions((n * (h + 1) - 1) * (w + 2)) {}
+  int64_t n, h, w, pw;
+  Stack(int64_t n, int64_t h, int64_t w) : n(n), h(h), w(w), pw(w + 2) {}
   int64_t elements(int64_t c) const {
     return ((n * (h + 1) + 1) * pw + kSlack) * c;
   }
-};
-
-// Where a run of positions is: image k, its row i (h: a separator), column
-// j (>= w: junk), advanced one position at a time without division.
-struct Cursor {
-  int64_t k, i, j;
-  Cursor(const Stack& s, int64_t p) {
-    const int64_t r = p / s.pw;
-    k = r / (s.h + 1), i = r % (s.h + 1), j = p % s.pw;
-  }
-  bool valid(const Stack& s) const { return i < s.h && j < s.w; }
-  void next(const Stack& s) {
-    if (++j == s.pw) {
-      j = 0;
-      if (++i == s.h + 1) i = 0, ++k;
-    }
-  }
+  // The position of image k's pixel (i, 0).
+  int64_t row(int64_t k, int64_t i) const { return (k * (h + 1) + i) * pw; }
 };
 
 // src [n, h, w, c] -> dst, the stack's layout (every element written).
@@ -150,22 +133,6 @@ void StackImages(const T* src, T* dst, const Stack& s, int64_t c) {
   std::memset(dst, 0, kSlack * c * sizeof(T));
 }
 
-// g [n, h, w, d] -> gp [positions, dp], at the stack's output positions,
-// zero at the junk ones and in the lanes past d.
-template <typename T>
-void StackGrads(const T* g, T* gp, const Stack& s, int64_t d, int64_t dp) {
-  std::fill(gp, gp + s.positions * dp, T(0));
-  for (int64_t k = 0; k < s.n; ++k) {
-    for (int64_t i = 0; i < s.h; ++i) {
-      T* row = gp + (k * (s.h + 1) + i) * s.pw * dp;
-      const T* in = g + (k * s.h + i) * s.w * d;
-      for (int64_t j = 0; j < s.w; ++j) {
-        std::memcpy(row + j * dp, in + j * d, d * sizeof(T));
-      }
-    }
-  }
-}
-
 // How many images one stack holds: about 64 Ki elements of input (and of
 // output gradient), so that a stack stays in the core's L2 cache, and at
 // most a share of a group's images that leaves ``parts`` stacks a group.
@@ -182,16 +149,16 @@ int64_t PartsPerGroup(ffi::ThreadPool& pool, int64_t groups) {
   return (items + groups - 1) / groups;
 }
 
-// Output positions [p0, p0 + R) x channels [d0, d0 + NV lanes) of a stack:
-// xp the stacked images, wp the padded kernel [9, c, dp], y the stack's
-// first image's output [n, h, w, d].
+// R output pixels of one row from stack position p0 by channels [d0, d0 +
+// NV lanes), of which the first ``count`` are stored at out (pixel r at
+// out + r d): xp the stack, wp the padded kernel [9, c, dp].
 template <typename T, int NV, int R>
-void ConvBlock(const T* xp, const T* wp, T* y, int64_t p0, int64_t d0,
-               const Stack& s, int64_t c, int64_t dp, int64_t d) {
+void ConvBlock(const T* xp, const T* wp, T* out, int64_t p0, int64_t count,
+               int64_t d0, int64_t pw, int64_t c, int64_t dp, int64_t d) {
   constexpr int64_t L = kLanes<T>;
   Vec<T> acc[R][NV] = {};
   for (int64_t tap = 0; tap < 9; ++tap) {
-    const T* xs = xp + (p0 + (tap / 3) * s.pw + tap % 3) * c;
+    const T* xs = xp + (p0 + (tap / 3) * pw + tap % 3) * c;
     const T* wt = wp + tap * c * dp + d0;
     for (int64_t ci = 0; ci < c; ++ci) {
       Vec<T> wv[NV];
@@ -203,27 +170,53 @@ void ConvBlock(const T* xp, const T* wp, T* y, int64_t p0, int64_t d0,
     }
   }
   const int64_t width = std::min<int64_t>(NV * L, d - d0);
-  Cursor at(s, p0);
-  for (int r = 0; r < R && p0 + r < s.positions; ++r, at.next(s)) {
-    if (!at.valid(s)) continue;
-    T* out = y + ((at.k * s.h + at.i) * s.w + at.j) * d + d0;
+  for (int r = 0; r < count; ++r) {
+    T* at = out + r * d + d0;
     if (width == NV * L) {
-      for (int v = 0; v < NV; ++v) Store(out + v * L, acc[r][v]);
+      for (int v = 0; v < NV; ++v) Store(at + v * L, acc[r][v]);
     } else {
       T lanes[NV * L];
       std::memcpy(lanes, acc[r], sizeof(lanes));
-      std::memcpy(out, lanes, width * sizeof(T));
+      std::memcpy(at, lanes, width * sizeof(T));
     }
   }
 }
 
+// Every row of the stack in blocks of R pixels; y [n, h, w, d].
+template <typename T, int NV, int R>
+void ConvRows(const T* xp, const T* wp, T* y, int64_t d0, const Stack& s,
+              int64_t c, int64_t dp, int64_t d) {
+  for (int64_t k = 0; k < s.n; ++k) {
+    for (int64_t i = 0; i < s.h; ++i) {
+      T* out = y + (k * s.h + i) * s.w * d;
+      for (int64_t j = 0; j < s.w; j += R) {
+        ConvBlock<T, NV, R>(xp, wp, out + j * d, s.row(k, i) + j,
+                            std::min<int64_t>(R, s.w - j), d0, s.pw, c, dp,
+                            d);
+      }
+    }
+  }
+}
+
+// ConvRows with the R of ``r`` (1 <= r <= Rmax), a compile-time constant.
+template <typename T, int NV, int Rmax>
+void ConvRowsOf(int64_t r, const T* xp, const T* wp, T* y, int64_t d0,
+                const Stack& s, int64_t c, int64_t dp, int64_t d) {
+  if constexpr (Rmax >= 1) {
+    if (r == Rmax) return ConvRows<T, NV, Rmax>(xp, wp, y, d0, s, c, dp, d);
+    ConvRowsOf<T, NV, Rmax - 1>(r, xp, wp, y, d0, s, c, dp, d);
+  }
+}
+
+// Blocks of at most 24 / NV pixels (the accumulators fill the vector
+// registers), as even as a row allows: 14 = 7 + 7, not 12 + 2.
 template <typename T, int NV>
 void ConvStackBlocks(const T* xp, const T* wp, T* y, int64_t d0,
                      const Stack& s, int64_t c, int64_t dp, int64_t d) {
-  constexpr int R = 24 / NV;
-  for (int64_t p0 = 0; p0 < s.positions; p0 += R) {
-    ConvBlock<T, NV, R>(xp, wp, y, p0, d0, s, c, dp, d);
-  }
+  constexpr int64_t kMax = 24 / NV;
+  const int64_t blocks = (s.w + kMax - 1) / kMax;
+  const int64_t r = (s.w + blocks - 1) / blocks;
+  ConvRowsOf<T, NV, kMax>(r, xp, wp, y, d0, s, c, dp, d);
 }
 
 template <typename T>
@@ -268,16 +261,17 @@ void Conv(ffi::ThreadPool& pool, const T* x, const T* w, T* y, int64_t groups,
 
 // Rows [k0, k0 + CB) of the flat kernel gradient [9 c, dp] (row k is tap
 // k / c, channel k % c) by channels [d0, d0 + NV lanes), accumulated into
-// dw over a stack's positions; gp the stack's output gradient [positions,
-// dp], zero at junk positions.
+// dw over the stack's pixels; gs the stack's output gradient [n, h, w,
+// stride], stride >= d0 + NV lanes.
 template <typename T, int NV, int CB>
-void GradBlock(const T* xp, const T* gp, T* dw, int64_t k0, int64_t rows,
-               int64_t d0, const Stack& s, int64_t c, int64_t dp) {
+void GradBlock(const T* xp, const T* gs, int64_t stride, T* dw, int64_t k0,
+               int64_t rows, int64_t d0, const Stack& s, int64_t c,
+               int64_t dp) {
   constexpr int64_t L = kLanes<T>;
-  const T* base[CB];
+  int64_t offset[CB];
   for (int b = 0; b < CB; ++b) {
     const int64_t k = std::min(k0 + b, rows - 1);
-    base[b] = xp + ((k / c) / 3 * s.pw + (k / c) % 3) * c + k % c;
+    offset[b] = ((k / c) / 3 * s.pw + (k / c) % 3) * c + k % c;
   }
   Vec<T> acc[CB][NV];
   for (int b = 0; b < CB; ++b) {
@@ -285,12 +279,18 @@ void GradBlock(const T* xp, const T* gp, T* dw, int64_t k0, int64_t rows,
       acc[b][v] = Load(dw + (k0 + b) * dp + d0 + v * L);
     }
   }
-  for (int64_t p = 0; p < s.positions; ++p) {
-    Vec<T> gv[NV];
-    for (int v = 0; v < NV; ++v) gv[v] = Load(gp + p * dp + d0 + v * L);
-    for (int b = 0; b < CB; ++b) {
-      const T x = base[b][p * c];
-      for (int v = 0; v < NV; ++v) acc[b][v] += x * gv[v];
+  for (int64_t k = 0; k < s.n; ++k) {
+    for (int64_t i = 0; i < s.h; ++i) {
+      const T* xr = xp + s.row(k, i) * c;
+      const T* gr = gs + (k * s.h + i) * s.w * stride + d0;
+      for (int64_t j = 0; j < s.w; ++j) {
+        Vec<T> gv[NV];
+        for (int v = 0; v < NV; ++v) gv[v] = Load(gr + j * stride + v * L);
+        for (int b = 0; b < CB; ++b) {
+          const T x = xr[j * c + offset[b]];
+          for (int v = 0; v < NV; ++v) acc[b][v] += x * gv[v];
+        }
+      }
     }
   }
   for (int b = 0; b < CB; ++b) {
@@ -301,26 +301,27 @@ void GradBlock(const T* xp, const T* gp, T* dw, int64_t k0, int64_t rows,
 }
 
 template <typename T, int NV>
-void GradStackBlocks(const T* xp, const T* gp, T* dw, int64_t d0,
-                     int64_t rows, const Stack& s, int64_t c, int64_t dp) {
+void GradStackBlocks(const T* xp, const T* gs, int64_t stride, T* dw,
+                     int64_t d0, int64_t rows, const Stack& s, int64_t c,
+                     int64_t dp) {
   constexpr int CB = 24 / NV;
   for (int64_t k0 = 0; k0 < rows; k0 += CB) {
-    GradBlock<T, NV, CB>(xp, gp, dw, k0, rows, d0, s, c, dp);
+    GradBlock<T, NV, CB>(xp, gs, stride, dw, k0, rows, d0, s, c, dp);
   }
 }
 
 // dw [9 c rounded up to 24, dp] += the stack's kernel gradient.
 template <typename T>
-void GradStack(const T* xp, const T* gp, T* dw, const Stack& s, int64_t c,
-               int64_t dp) {
+void GradStack(const T* xp, const T* gs, int64_t stride, T* dw,
+               const Stack& s, int64_t c, int64_t dp) {
   constexpr int64_t L = kLanes<T>;
   const int64_t rows = 9 * c;
   for (int64_t d0 = 0; d0 < dp; d0 += 4 * L) {
     switch (std::min<int64_t>(4, (dp - d0) / L)) {
-      case 1: GradStackBlocks<T, 1>(xp, gp, dw, d0, rows, s, c, dp); break;
-      case 2: GradStackBlocks<T, 2>(xp, gp, dw, d0, rows, s, c, dp); break;
-      case 3: GradStackBlocks<T, 3>(xp, gp, dw, d0, rows, s, c, dp); break;
-      default: GradStackBlocks<T, 4>(xp, gp, dw, d0, rows, s, c, dp); break;
+      case 1: GradStackBlocks<T, 1>(xp, gs, stride, dw, d0, rows, s, c, dp); break;
+      case 2: GradStackBlocks<T, 2>(xp, gs, stride, dw, d0, rows, s, c, dp); break;
+      case 3: GradStackBlocks<T, 3>(xp, gs, stride, dw, d0, rows, s, c, dp); break;
+      default: GradStackBlocks<T, 4>(xp, gs, stride, dw, d0, rows, s, c, dp); break;
     }
   }
 }
@@ -352,12 +353,16 @@ void KernelGrad(ffi::ThreadPool& pool, const T* x, const T* g, T* dw,
       if (static_cast<int64_t>(xp.size()) < s.elements(c)) {
         xp.resize(s.elements(c));
       }
-      if (static_cast<int64_t>(gp.size()) < s.positions * dp) {
-        gp.resize(s.positions * dp);
-      }
       StackImages(x + n * h * w * c, xp.data(), s, c);
-      StackGrads(g + n * h * w * d, gp.data(), s, d, dp);
-      GradStack(xp.data(), gp.data(), out, s, c, dp);
+      const T* gs = g + n * h * w * d;
+      if (d != dp) {  // Whole vectors: each pixel's row padded with zeros.
+        gp.assign(s.n * h * w * dp, T(0));
+        for (int64_t p = 0; p < s.n * h * w; ++p) {
+          std::memcpy(gp.data() + p * dp, gs + p * d, d * sizeof(T));
+        }
+        gs = gp.data();
+      }
+      GradStack(xp.data(), gs, dp, out, s, c, dp);
     }
   });
   for (int64_t group = 0; group < groups; ++group) {
