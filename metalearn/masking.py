@@ -88,7 +88,9 @@ def masked_moments(x: Array, mask: Array) -> tuple[Array, Array]:
   count = jnp.maximum(jnp.sum(mask), 1) * positions
   mean = jnp.sum(jnp.where(rows, x, 0), axis=axes, keepdims=True) / count
   centred = jnp.where(rows, x - mean, 0)
-  var = jnp.sum(jnp.square(centred), axis=axes, keepdims=True) / count
+  # A product: the derivative of jnp.square multiplies by a broadcast 2,
+  # which XLA's CPU backend writes out at full size.
+  var = jnp.sum(centred * centred, axis=axes, keepdims=True) / count
   return mean.astype(x.dtype), var.astype(x.dtype)
 
 

@@ -54,7 +54,10 @@ class TransductiveBatchNorm(nn.Module):
     axes = tuple(range(x.ndim - 1))
     if mask is None:
       mean = jnp.mean(x, axis=axes, keepdims=True)
-      var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
+      centred = x - mean
+      # A product, not jnp.square: the square's derivative multiplies by a
+      # broadcast 2, which XLA's CPU backend writes out at full size.
+      var = jnp.mean(centred * centred, axis=axes, keepdims=True)
     else:
       mean, var = masking.masked_moments(x, mask)
     inv = jax.lax.rsqrt(var + self.epsilon)
