@@ -79,14 +79,16 @@ def normalized_relu_pool(x: Array, mean: Array, inv: Array, scale: Array,
   the whole [B, H, W, C] convolution output (docs/benchmarks.md, "Batch
   norm after the pool")."""
   sign = jnp.where(inv * scale >= 0, 1.0, -1.0).astype(x.dtype)
-  picked = sign * max_pool_2x2(sign * x)
+  picked = max_pool_2x2(x, by=sign * x)
   return nn.relu((picked - mean) * inv * scale + offset)
 
 
-def max_pool_2x2(x: Array) -> Array:
+def max_pool_2x2(x: Array, by: Optional[Array] = None) -> Array:
   """``nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")`` as selects
   between the four corners of each window: [B, H, W, C] -> [B, H // 2,
-  W // 2, C].
+  W // 2, C]. With ``by`` (x's shape), each window's corner is the one
+  where ``by`` is largest; derivatives flow to ``x`` alone (the choice is
+  piecewise constant).
 
   The same values, and the same gradient (to the first maximum of a window
   in row-major order, as ``select_and_scatter`` gives it), but every
@@ -99,9 +101,11 @@ def max_pool_2x2(x: Array) -> Array:
   XLA flags (tests/xla_flags.py).
   """
   height, width = x.shape[-3] // 2 * 2, x.shape[-2] // 2 * 2
-  a, b, c, d = (x[..., dy:height:2, dx:width:2, :]
-                for dy in range(2) for dx in range(2))
-  a_first = (a >= b) & (a >= c) & (a >= d)
-  b_first = (b >= c) & (b >= d)
+  corners = lambda t: [t[..., dy:height:2, dx:width:2, :]
+                       for dy in range(2) for dx in range(2)]
+  a, b, c, d = corners(x)
+  ka, kb, kc, kd = corners(x if by is None else by)
+  a_first = (ka >= kb) & (ka >= kc) & (ka >= kd)
+  b_first = (kb >= kc) & (kb >= kd)
   return jnp.where(a_first, a,
-                   jnp.where(b_first, b, jnp.where(c >= d, c, d)))
+                   jnp.where(b_first, b, jnp.where(kc >= kd, c, d)))
