@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import metalearn as ml
+from metalearn.benchmark import throughput
 from metalearn.models import im2col
 from metalearn.models import native_conv
 from metalearn.models import native_windows
@@ -138,3 +139,18 @@ def test_auto_picks_it_on_a_cpu():
   np.testing.assert_allclose(model.apply(params, x),
                              reference.apply(params, x), rtol=1e-4,
                              atol=1e-4)
+
+
+def test_flops_are_counted_as_xla_counts_the_windows_matmul():
+  x, kernel = _normal(15, (2, 5, 6, 6, 3)), _normal(16, (2, 3, 3, 3, 4))
+  g = _normal(17, (2, 5, 6, 6, 4))
+  count = lambda f: throughput.compiled_flops(
+      jax.jit(jax.vmap(f)).lower(x, kernel if f is native_conv.conv or
+                                 f is windows_conv else g).compile())
+  windows_conv = lambda x, k: im2col.conv3x3(x, k, "windows")
+  windows_grad = lambda x, g: im2col.kernel_grad(x, g, "windows")
+  want = 2.0 * 2 * 5 * 6 * 6 * 27 * 4
+  assert count(native_conv.conv) == count(windows_conv) == want
+  assert count(native_conv.kernel_grad) == count(windows_grad) == want
+  lowered = jax.jit(jax.vmap(native_conv.conv)).lower(x, kernel).as_text()
+  assert native_conv.flops_in_text(lowered) == want

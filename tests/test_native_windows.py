@@ -108,7 +108,7 @@ def test_windows_benchmark_binary_times_every_layer(tmp_path):
   root = pathlib.Path(__file__).resolve().parents[1]
   proc = subprocess.run(
       [sys.executable, str(root / "experiments" / "windows_benchmark.py"),
-       "--images=2", "--filters=3", "--repeats=1",
+       "--images=2", "--tasks=2", "--filters=3", "--repeats=1",
        f"--output_dir={tmp_path}"],
       capture_output=True, text=True, timeout=300, check=False)
   assert proc.returncode == 0, proc.stderr[-2000:]
@@ -116,8 +116,11 @@ def test_windows_benchmark_binary_times_every_layer(tmp_path):
   assert [r["shape"] for r in rows] == [[2, 28, 28, 1], [2, 14, 14, 3],
                                         [2, 7, 7, 3], [2, 3, 3, 3]]
   for r in rows:
-    assert min(r["xla_ms"], r["native_ms"], r["matmul_ms"]) > 0
+    assert min(r["xla_ms"], r["native_ms"], r["matmul_ms"],
+               r["direct_conv_ms"], r["direct_grad_ms"]) > 0
     assert r["xla_over_native"] == pytest.approx(r["xla_ms"] / r["native_ms"])
+    assert r["conv_im2col_over_direct"] == pytest.approx(
+        r["im2col_conv_ms"] / r["direct_conv_ms"])
   assert "| 2x14x14x3 |" in (tmp_path / "windows.md").read_text()
 
 

@@ -15,6 +15,9 @@ float64; :func:`supports` says which. Built with the windows' kernel
 ("The convolution without windows").
 """
 
+import math
+import re
+
 import jax
 import jax.numpy as jnp
 
@@ -22,6 +25,7 @@ from metalearn.models import native_windows
 from metalearn.types import Array
 
 DTYPES = (jnp.float32, jnp.float64)
+CONV_TARGET_NAME = native_windows.CONV_TARGET
 
 
 def supports(dtype) -> bool:
@@ -82,3 +86,38 @@ def kernel_grad(x: Array, g: Array) -> Array:
   return jax.ffi.ffi_call(native_windows.CONV_KERNEL_GRAD_TARGET, out,
                           vmap_method="broadcast_all")(
                               x, g, inner_rank=x.ndim - 3)
+
+
+# An HLO custom call (a compiled program's text): result shape, target and
+# the operands' shapes; or a StableHLO one (a lowered program's text).
+_HLO_CALL = re.compile(
+    r"= \w+\[([\d,]*)\]\S* custom-call\(.*?custom_call_target="
+    r"\"(metalearn_conv(?:_kernel_grad)?)\", operand_layout_constraints="
+    r"\{\w+\[([\d,]*)\]")
+_MLIR_CALL = re.compile(
+    r"stablehlo\.custom_call @(metalearn_conv(?:_kernel_grad)?)\(.*: "
+    r"\(tensor<([\dx]*)x\w+>, .*-> tensor<([\dx]*)x\w+>")
+
+
+def flops_in_text(text: str) -> float:
+  """Multiply-add FLOPs (2 per multiply-add) of the :func:`conv` and
+  :func:`kernel_grad` calls in a program's HLO or StableHLO text, each
+  call counted once (a loop's body once, as XLA's cost analysis counts
+  it), which XLA's cost analysis leaves out: custom calls are opaque to
+  it. The count is that of the same convolution as a windows matmul."""
+  total = 0.0
+  for line in text.splitlines():
+    hlo, mlir = _HLO_CALL.search(line), _MLIR_CALL.search(line)
+    if hlo:
+      out, target, first = hlo.group(1), hlo.group(2), hlo.group(3)
+    elif mlir:
+      target, first, out = mlir.group(1), mlir.group(2), mlir.group(3)
+    else:
+      continue
+    out_shape = [int(d) for d in re.split("[,x]", out) if d]
+    x_shape = [int(d) for d in re.split("[,x]", first) if d]
+    if target == CONV_TARGET_NAME:  # [..., H, W, D] from [..., H, W, C]
+      total += 2.0 * math.prod(out_shape) * 9 * x_shape[-1]
+    else:  # [..., 3, 3, C, D] from x [..., H, W, C]
+      total += 2.0 * math.prod(x_shape) * 9 * out_shape[-1]
+  return total
