@@ -184,8 +184,8 @@ def test_pool_before_the_normalisation_is_the_textbook_block():
     labels = jnp.tile(jnp.arange(3), (2, 2))
     xs = jax.random.normal(jax.random.key(3), (2, 6, 8, 8, 1), jnp.float64)
     tasks = ml.Task(xs, labels, xs[:, ::-1], labels)
-    grad = lambda apply: jax.grad(lambda p: ml.meta_loss(
-        apply, p, lrs, tasks, None, unroll=True)[0])(params)
+    grad = lambda apply: jax.jit(jax.grad(lambda p: ml.meta_loss(
+        apply, p, lrs, tasks, None, unroll=True)[0]))(params)
     chex.assert_trees_all_close(grad(model.apply), grad(textbook),
                                 rtol=1e-9, atol=1e-12)
 

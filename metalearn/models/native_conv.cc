@@ -51,8 +51,8 @@ using Vec = typename VecOf<T>::type;
 template <typename T>
 constexpr int64_t kLanes = 64 / sizeof(T);
 
-// Slack after a padded image: a block's reads run up to R + 2 positions
-// past its end.
+// Zero positions after a stack: the last row's last block of R pixels
+// reads up to R + 2 positions past the row.
 constexpr int64_t kSlack = 32;
 
 template <typename T>
