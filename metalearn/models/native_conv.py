@@ -25,7 +25,6 @@ from metalearn.models import native_windows
 from metalearn.types import Array
 
 DTYPES = (jnp.float32, jnp.float64)
-CONV_TARGET_NAME = native_windows.CONV_TARGET
 
 
 def supports(dtype) -> bool:
@@ -116,7 +115,7 @@ def flops_in_text(text: str) -> float:
       continue
     out_shape = [int(d) for d in re.split("[,x]", out) if d]
     x_shape = [int(d) for d in re.split("[,x]", first) if d]
-    if target == CONV_TARGET_NAME:  # [..., H, W, D] from [..., H, W, C]
+    if target == native_windows.CONV_TARGET:  # [..., H, W, D] from C
       total += 2.0 * math.prod(out_shape) * 9 * x_shape[-1]
     else:  # [..., 3, 3, C, D] from x [..., H, W, C]
       total += 2.0 * math.prod(x_shape) * 9 * out_shape[-1]
