@@ -102,8 +102,7 @@ def compiled_flops(compiled) -> Optional[float]:
   if not analysis or "flops" not in analysis:
     return None
   text = compiled.as_text()
-  # XLA counts each custom call as -1 FLOPs ("unknown"); those are taken
-  # back out, and the C++ convolutions' FLOPs counted in.
+  # XLA counts each custom call as -1 FLOPs ("unknown"): taken back out.
   calls = text.count(" custom-call(") + text.count("stablehlo.custom_call @")
   return (float(analysis["flops"]) + calls
           + native_conv.flops_in_text(text))
