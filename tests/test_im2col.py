@@ -72,6 +72,25 @@ def test_second_order_gradient_is_xla_convolutions(argnum, impl):
 
 
 @NATIVE
+def test_transposed_convolution_and_its_derivatives(impl):
+  # conv3x3(..., transposed=True) is its own function with its own VJP:
+  # the convolution with the kernel mirrored and transposed, to second
+  # order.
+  with jax.enable_x64(True):
+    x, kernel = _inputs(jnp.float64)
+    mirror = lambda k: jnp.swapaxes(k[::-1, ::-1], 2, 3)
+    transposed = lambda x, k: im2col.conv3x3(x, jnp.swapaxes(k, 2, 3), impl,
+                                             transposed=True)
+    reference = lambda x, k: _xla_conv(x, mirror(jnp.swapaxes(k, 2, 3)))
+    np.testing.assert_allclose(transposed(x, kernel), reference(x, kernel),
+                               rtol=1e-12, atol=1e-12)
+    for argnum in (0, 1):
+      grad = lambda conv: jax.grad(_meta_objective(conv), argnum)(kernel, x)
+      np.testing.assert_allclose(grad(transposed), grad(reference),
+                                 rtol=1e-10, atol=1e-10)
+
+
+@NATIVE
 def test_third_order_through_the_kernel_gradient(impl):
   # The gradient of a squared meta-gradient differentiates kernel_grad's
   # own VJP.

@@ -64,6 +64,24 @@ def test_conv_and_kernel_grad_equal_xla(shape, features):
                              rtol=1e-5, atol=1e-5 * np.max(np.abs(want)))
 
 
+def _mirrored(kernel):
+  return jnp.swapaxes(kernel[::-1, ::-1], 2, 3)
+
+
+@pytest.mark.parametrize("shape,features", SHAPES)
+def test_flipped_conv_equals_xla_with_the_flipped_kernel(shape, features):
+  x = _normal(0, shape)
+  kernel = _normal(1, (3, 3, features, shape[-1])) / 3  # [3, 3, D, C]
+  flipped = jax.jit(lambda x, k: native_conv.conv(x, k, flipped=True))
+  np.testing.assert_allclose(flipped(x, kernel),
+                             _xla_conv(x, _mirrored(kernel)), rtol=1e-5,
+                             atol=1e-5)
+  if min(shape[-3:-1]) > 1:  # The check can fail: unmirrored differs.
+    assert not np.allclose(flipped(x, kernel),
+                           _xla_conv(x, jnp.swapaxes(kernel, 2, 3)),
+                           atol=1e-3)
+
+
 def test_float64_to_rounding():
   with jax.enable_x64(True):
     x = _normal(3, (2, 7, 6, 5), jnp.float64)
@@ -74,6 +92,9 @@ def test_float64_to_rounding():
     np.testing.assert_allclose(native_conv.kernel_grad(x, g),
                                _xla_kernel_grad(x, g), rtol=1e-13,
                                atol=1e-12)
+    np.testing.assert_allclose(native_conv.conv(g, kernel, flipped=True),
+                               _xla_conv(g, _mirrored(kernel)), rtol=1e-13,
+                               atol=1e-13)
 
 
 def test_per_task_kernels_under_nested_vmap_match_a_loop():
@@ -81,6 +102,8 @@ def test_per_task_kernels_under_nested_vmap_match_a_loop():
   kernels = _normal(7, (3, 2, 3, 3, 2, 16))
   g = _normal(8, (3, 2, 4, 6, 5, 16))
   conv = jax.jit(jax.vmap(jax.vmap(native_conv.conv)))(x, kernels)
+  transposed = jax.jit(jax.vmap(jax.vmap(
+      lambda g, k: native_conv.conv(g, k, flipped=True))))(g, kernels)
   grad = jax.jit(jax.vmap(jax.vmap(native_conv.kernel_grad)))(x, g)
   for i in range(3):
     for t in range(2):
@@ -88,6 +111,9 @@ def test_per_task_kernels_under_nested_vmap_match_a_loop():
                                  rtol=1e-5, atol=1e-5)
       np.testing.assert_allclose(grad[i, t], _xla_kernel_grad(x[i, t], g[i, t]),
                                  rtol=1e-5, atol=1e-4)
+      np.testing.assert_allclose(
+          transposed[i, t], _xla_conv(g[i, t], _mirrored(kernels[i, t])),
+          rtol=1e-5, atol=1e-4)
 
 
 def test_an_unbatched_operand_is_shared_under_vmap():
@@ -108,6 +134,8 @@ def test_bad_input_is_refused():
     native_conv.conv(x, jnp.zeros((3, 3, 3, 4), jnp.bfloat16))
   with pytest.raises(ValueError, match=r"kernel \[3, 3, 3, D\]"):
     native_conv.conv(x, jnp.zeros((3, 3, 2, 4)))
+  with pytest.raises(ValueError, match=r"\(flipped\) needs kernel \[3, 3, D, 3\]"):
+    native_conv.conv(x, jnp.zeros((3, 3, 3, 4)), flipped=True)
   with pytest.raises(ValueError, match="over x's pixels"):
     native_conv.kernel_grad(x, jnp.zeros((2, 5, 4, 4)))
   with pytest.raises(ValueError, match=r"x \[..., H, W, C\]"):

@@ -7,8 +7,10 @@ cotangent, each padded back to [B, H + 2, W + 2, C] and summed. MAML's
 meta-gradient differentiates that again. :func:`conv3x3` instead has a
 hand-written VJP made of two functions that close under differentiation:
 
-- the input gradient is the same convolution of the output gradient with
-  the kernel flipped in space and transposed in channels;
+- the input gradient is the transposed convolution: the output gradient
+  convolved with the kernel flipped in space and transposed in channels
+  (``conv3x3(..., transposed=True)``, whose own input gradient is the
+  convolution again);
 - the kernel gradient :func:`kernel_grad` is ``windows(x)^T @ g``, whose own
   VJP is the convolution again, of ``x`` and of ``g``.
 
@@ -77,25 +79,39 @@ def _flipped(kernel: Array) -> Array:
   return jnp.swapaxes(kernel[::-1, ::-1], 2, 3)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def conv3x3(x: Array, kernel: Array, impl: str = "xla") -> Array:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv3x3(x: Array, kernel: Array, impl: str = "xla",
+            transposed: bool = False) -> Array:
   """:func:`im2col_conv` with im2col derivatives (the module docstring).
   x [B, H, W, C], kernel [3, 3, C, D] -> [B, H, W, D]; ``impl``: ``xla``,
-  ``windows`` or ``direct`` (the last two a C++ custom call, CPU only)."""
+  ``windows`` or ``direct`` (the last two a C++ custom call, CPU only).
+
+  ``transposed``: the transpose of ``kernel``'s convolution instead, x [B,
+  H, W, D] -> [B, H, W, C] (the convolution with the kernel flipped), which
+  the input gradient is. It is its own function so that the input gradient
+  of an input gradient convolves with ``kernel`` itself, where flipping a
+  flipped kernel would copy it twice; ``direct`` reads it flipped in place.
+  """
   dtype = _direct_dtype(x, kernel, impl)
   if dtype is not None:
-    return native_conv.conv(x.astype(dtype), kernel.astype(dtype))
-  return im2col_conv(x, kernel, impl != "xla")
+    return native_conv.conv(x.astype(dtype), kernel.astype(dtype),
+                            flipped=transposed)
+  return im2col_conv(x, _flipped(kernel) if transposed else kernel,
+                     impl != "xla")
 
 
-def _conv3x3_fwd(x, kernel, impl):
-  return conv3x3(x, kernel, impl), (x, kernel)
+def _conv3x3_fwd(x, kernel, impl, transposed):
+  return conv3x3(x, kernel, impl, transposed), (x, kernel)
 
 
-def _conv3x3_bwd(impl, residuals, g):
+def _conv3x3_bwd(impl, transposed, residuals, g):
+  # The transpose of the transpose is the convolution; the kernel gradient
+  # of the transposed one is the kernel gradient with x and g swapped.
   x, kernel = residuals
-  return (conv3x3(g, _flipped(kernel), impl).astype(x.dtype),
-          kernel_grad(x, g, impl).astype(kernel.dtype))
+  grad_kernel = kernel_grad(g, x, impl) if transposed else kernel_grad(
+      x, g, impl)
+  return (conv3x3(g, kernel, impl, not transposed).astype(x.dtype),
+          grad_kernel.astype(kernel.dtype))
 
 
 conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
@@ -122,7 +138,7 @@ def _kernel_grad_fwd(x, g, impl):
 
 def _kernel_grad_bwd(impl, residuals, cotangent):
   x, g = residuals
-  return (conv3x3(g, _flipped(cotangent), impl).astype(x.dtype),
+  return (conv3x3(g, cotangent, impl, transposed=True).astype(x.dtype),
           conv3x3(x, cotangent, impl).astype(g.dtype))
 
 

@@ -2,7 +2,9 @@
 // directly, without the nine-times-larger im2col windows in memory.
 //
 // Conv:       x [outer..., inner..., H, W, C], w [outer..., 3, 3, C, D]
-//             -> y [outer..., inner..., H, W, D]
+//             -> y [outer..., inner..., H, W, D]; with ``flipped``,
+//             w [outer..., 3, 3, D, C] mirrored in space and transposed in
+//             channels (the convolution's transpose, read in place)
 // KernelGrad: x [outer..., inner..., H, W, C], g [outer..., inner..., H, W, D]
 //             -> dw [outer..., 3, 3, C, D] (summed over inner... and pixels)
 //
@@ -233,20 +235,63 @@ void ConvStack(const T* xp, const T* wp, T* y, const Stack& s, int64_t c,
   }
 }
 
+// Group g's kernel as ConvStack reads it, [9, c, dp]: w itself where its
+// rows are whole vectors and it is not flipped, else written into buffer,
+// rows padded with zeros; ``flipped``: w holds [3, 3, d, c], mirrored in
+// both spatial axes and transposed in channels (the kernel of the
+// convolution's transpose).
+template <typename T>
+const T* GroupKernel(const T* w, int64_t g, int64_t c, int64_t d, int64_t dp,
+                     bool flipped, std::vector<T>& buffer) {
+  const T* wg = w + g * 9 * c * d;
+  if (!flipped && d == dp) return wg;
+  if (static_cast<int64_t>(buffer.size()) < 9 * c * dp) {
+    buffer.resize(9 * c * dp);
+  }
+  T* out = buffer.data();
+  for (int64_t tap = 0; tap < 9; ++tap) {
+    if (!flipped) {
+      for (int64_t ci = 0; ci < c; ++ci) {
+        T* row = out + (tap * c + ci) * dp;
+        std::memcpy(row, wg + (tap * c + ci) * d, d * sizeof(T));
+        std::fill(row + d, row + dp, T(0));
+      }
+      continue;
+    }
+    // Transposed in blocks of 16 x 16, for whole cache lines both ways.
+    const T* mirrored = wg + (8 - tap) * d * c;  // [d, c]
+    T* rows = out + tap * c * dp;                 // [c, dp]
+    for (int64_t ci0 = 0; ci0 < c; ci0 += 16) {
+      const int64_t ci1 = std::min<int64_t>(c, ci0 + 16);
+      for (int64_t co0 = 0; co0 < d; co0 += 16) {
+        const int64_t co1 = std::min<int64_t>(d, co0 + 16);
+        for (int64_t ci = ci0; ci < ci1; ++ci) {
+          for (int64_t co = co0; co < co1; ++co) {
+            rows[ci * dp + co] = mirrored[co * c + ci];
+          }
+        }
+      }
+      for (int64_t ci = ci0; ci < ci1; ++ci) {
+        std::fill(rows + ci * dp + d, rows + (ci + 1) * dp, T(0));
+      }
+    }
+  }
+  return out;
+}
+
 template <typename T>
 void Conv(ffi::ThreadPool& pool, const T* x, const T* w, T* y, int64_t groups,
-          int64_t images, int64_t h, int64_t wd, int64_t c, int64_t d) {
+          int64_t images, int64_t h, int64_t wd, int64_t c, int64_t d,
+          bool flipped) {
   constexpr int64_t L = kLanes<T>;
   const int64_t dp = (d + L - 1) / L * L;
-  std::vector<T> wp(groups * 9 * c * dp, T(0));
-  for (int64_t k = 0; k < groups * 9 * c; ++k) {
-    std::memcpy(wp.data() + k * dp, w + k * d, d * sizeof(T));
-  }
   const int64_t per_stack =
       ImagesPerStack(h, wd, c, images, PartsPerGroup(pool, groups));
   const int64_t stacks = (images + per_stack - 1) / per_stack;
   ParallelFor(pool, groups * stacks, [&](int64_t item) {
-    thread_local std::vector<T> xp;
+    // Per thread, reused across calls: a fresh buffer would cost its page
+    // faults every time.
+    thread_local std::vector<T> xp, kernel;
     const int64_t g = item / stacks, first = item % stacks * per_stack;
     const Stack s(std::min(per_stack, images - first), h, wd);
     if (static_cast<int64_t>(xp.size()) < s.elements(c)) {
@@ -254,8 +299,8 @@ void Conv(ffi::ThreadPool& pool, const T* x, const T* w, T* y, int64_t groups,
     }
     const int64_t image = g * images + first;
     StackImages(x + image * h * wd * c, xp.data(), s, c);
-    ConvStack(xp.data(), wp.data() + g * 9 * c * dp, y + image * h * wd * d,
-              s, c, dp, d);
+    ConvStack(xp.data(), GroupKernel(w, g, c, d, dp, flipped, kernel),
+              y + image * h * wd * d, s, c, dp, d);
   });
 }
 
@@ -340,13 +385,18 @@ void KernelGrad(ffi::ThreadPool& pool, const T* x, const T* g, T* dw,
   const int64_t chunks =
       std::min<int64_t>(images, PartsPerGroup(pool, groups));
   const int64_t partial = padded_rows * dp;
-  std::vector<T> partials(groups * chunks * partial, T(0));
+  // One chunk a group, already in dw's layout: each item sums straight into
+  // its group's dw, which it zeroes first. A fresh buffer as large as dw
+  // costs its page faults at every call.
+  const bool direct = chunks == 1 && d == dp && padded_rows == rows;
+  std::vector<T> partials(direct ? 0 : groups * chunks * partial, T(0));
   const int64_t per_stack = ImagesPerStack(h, w, c + dp, images, 1);
   ParallelFor(pool, groups * chunks, [&](int64_t item) {
     thread_local std::vector<T> xp, gp;
     const int64_t group = item / chunks, chunk = item % chunks;
     const int64_t last = group * images + (chunk + 1) * images / chunks;
-    T* out = partials.data() + item * partial;
+    T* out = direct ? dw + item * partial : partials.data() + item * partial;
+    if (direct) std::memset(out, 0, partial * sizeof(T));
     for (int64_t n = group * images + chunk * images / chunks; n < last;
          n += per_stack) {
       const Stack s(std::min(per_stack, last - n), h, w);
@@ -365,6 +415,7 @@ void KernelGrad(ffi::ThreadPool& pool, const T* x, const T* g, T* dw,
       GradStack(xp.data(), gs, dp, out, s, c, dp);
     }
   });
+  if (direct) return;
   for (int64_t group = 0; group < groups; ++group) {
     const T* first = partials.data() + group * chunks * partial;
     for (int64_t k = 0; k < rows; ++k) {
@@ -386,15 +437,19 @@ int64_t Product(ffi::Span<const int64_t> dims, size_t from, size_t to) {
   return p;
 }
 
+// flipped: w [outer..., 3, 3, D, C] is read mirrored and transposed.
 ffi::Error ConvHandler(ffi::ThreadPool pool, ffi::AnyBuffer x,
-                       ffi::AnyBuffer w, ffi::Result<ffi::AnyBuffer> y) {
+                       ffi::AnyBuffer w, ffi::Result<ffi::AnyBuffer> y,
+                       bool flipped) {
   const auto xd = x.dimensions(), wdims = w.dimensions();
   const size_t xr = xd.size(), wr = wdims.size();
+  const size_t in_axis = flipped ? wr - 1 : wr - 2;
   if (xr < 3 || wr < 4 || xr < wr - 1 || wdims[wr - 4] != 3 ||
-      wdims[wr - 3] != 3 || wdims[wr - 2] != xd[xr - 1] ||
+      wdims[wr - 3] != 3 || wdims[in_axis] != xd[xr - 1] ||
       x.element_type() != w.element_type()) {
     return ffi::Error::InvalidArgument(
-        "conv: x [outer..., inner..., H, W, C], w [outer..., 3, 3, C, D]");
+        "conv: x [outer..., inner..., H, W, C], w [outer..., 3, 3, C, D] "
+        "([..., D, C] flipped)");
   }
   const int64_t groups = Product(wdims, 0, wr - 4);
   for (size_t i = 0; i + 4 < wr; ++i) {
@@ -404,15 +459,15 @@ ffi::Error ConvHandler(ffi::ThreadPool pool, ffi::AnyBuffer x,
   }
   const int64_t images = Product(xd, wr - 4, xr - 3);
   const int64_t h = xd[xr - 3], wd = xd[xr - 2], c = xd[xr - 1];
-  const int64_t d = wdims[wr - 1];
+  const int64_t d = wdims[flipped ? wr - 2 : wr - 1];
   switch (x.element_type()) {
     case ffi::DataType::F32:
       Conv(pool, x.typed_data<float>(), w.typed_data<float>(),
-           y->typed_data<float>(), groups, images, h, wd, c, d);
+           y->typed_data<float>(), groups, images, h, wd, c, d, flipped);
       break;
     case ffi::DataType::F64:
       Conv(pool, x.typed_data<double>(), w.typed_data<double>(),
-           y->typed_data<double>(), groups, images, h, wd, c, d);
+           y->typed_data<double>(), groups, images, h, wd, c, d, flipped);
       break;
     default:
       return ffi::Error::InvalidArgument("conv: float32 or float64 only");
@@ -464,7 +519,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(MetalearnConv, ConvHandler,
                                   .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>());
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Attr<bool>("flipped"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(MetalearnConvKernelGrad, KernelGradHandler,
                               ffi::Ffi::Bind()

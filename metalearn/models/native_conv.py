@@ -44,9 +44,12 @@ def _check(x: Array, other: Array, what: str) -> None:
     raise RuntimeError(f"the native convolution is unavailable: {reason}")
 
 
-def conv(x: Array, kernel: Array) -> Array:
+def conv(x: Array, kernel: Array, flipped: bool = False) -> Array:
   """x [..., H, W, C], kernel [3, 3, C, D] -> [..., H, W, D]: the 3x3,
   stride-1, SAME convolution (cross-correlation, as XLA's) without bias.
+  With ``flipped``, kernel [3, 3, D, C] is read mirrored in both spatial
+  axes and transposed in channels: the transpose of its own convolution,
+  without a flipped copy in memory.
 
   Under ``vmap`` both gain the batched axes in front (an unbatched operand
   is broadcast), so each task convolves with its own kernel.
@@ -57,12 +60,18 @@ def conv(x: Array, kernel: Array) -> Array:
     RuntimeError: the kernel cannot be built here (the reason).
   """
   _check(x, kernel, "conv")
-  if kernel.shape[:3] != (3, 3, x.shape[-1]):
-    raise ValueError(f"conv needs kernel [3, 3, {x.shape[-1]}, D]; got "
-                     f"{kernel.shape}.")
-  out = jax.ShapeDtypeStruct((*x.shape[:-1], kernel.shape[-1]), x.dtype)
+  in_axis = 3 if flipped else 2
+  if (kernel.ndim != 4 or kernel.shape[:2] != (3, 3)
+      or kernel.shape[in_axis] != x.shape[-1]):
+    want = ("[3, 3, D, {}]" if flipped else "[3, 3, {}, D]").format(
+        x.shape[-1])
+    raise ValueError(f"conv{' (flipped)' if flipped else ''} needs kernel "
+                     f"{want}; got {kernel.shape}.")
+  out = jax.ShapeDtypeStruct((*x.shape[:-1], kernel.shape[5 - in_axis]),
+                             x.dtype)
   return jax.ffi.ffi_call(native_windows.CONV_TARGET, out,
-                          vmap_method="broadcast_all")(x, kernel)
+                          vmap_method="broadcast_all")(
+                              x, kernel, flipped=bool(flipped))
 
 
 def kernel_grad(x: Array, g: Array) -> Array:
