@@ -10,6 +10,7 @@ import pytest
 import metalearn as ml
 from metalearn.models.norm_pool import TransductiveBatchNorm
 from metalearn.models.norm_pool import max_pool_2x2
+from metalearn.models.norm_pool import shifted_moments
 from metalearn.models.norm_pool import step_row
 
 
@@ -49,6 +50,34 @@ def test_convolutions_have_no_bias_before_batch_norm():
   variables = norm.init(jax.random.key(2), x)
   np.testing.assert_allclose(norm.apply(variables, x + shift),
                              norm.apply(variables, x), atol=1e-5)
+
+
+def _two_pass_moments(x, axes):
+  mean = jnp.mean(x, axis=axes, keepdims=True)
+  return mean, jnp.mean((x - mean) ** 2, axis=axes, keepdims=True)
+
+
+def test_one_pass_moments_are_the_two_pass_ones_with_their_derivatives():
+  axes = (0, 1, 2)
+  with jax.enable_x64(True):
+    x = jax.random.normal(jax.random.key(0), (3, 4, 5, 2), jnp.float64)
+    x = x * jnp.asarray([[[[1.0, 0.1]]]]) + jnp.asarray([[[[3.0, -50.0]]]])
+    for got, want in zip(shifted_moments(x, axes), _two_pass_moments(x, axes)):
+      chex.assert_shape(got, (1, 1, 1, 2))
+      np.testing.assert_allclose(got, want, rtol=1e-12)
+    # To second order: the shift is held constant, which is exact.
+    scalar = lambda moments: lambda x: jnp.sum(
+        jnp.sin(moments(x, axes)[0]) * jnp.sqrt(moments(x, axes)[1]))
+    np.testing.assert_allclose(jax.hessian(scalar(shifted_moments))(x),
+                               jax.hessian(scalar(_two_pass_moments))(x),
+                               rtol=1e-9, atol=1e-12)
+  # float32 far from zero: as close as two passes; unshifted, it cancels.
+  x = 1000.0 + jax.random.normal(jax.random.key(1), (5, 28, 28, 8))
+  exact = np.var(np.asarray(x, np.float64), axis=axes)
+  got = np.asarray(jax.jit(lambda x: shifted_moments(x, axes))(x)[1])
+  np.testing.assert_allclose(got.ravel(), exact, rtol=1e-4)
+  unshifted = jnp.mean(x * x, axis=axes) - jnp.mean(x, axis=axes) ** 2
+  assert np.max(np.abs(np.asarray(unshifted) / exact - 1)) > 1e-2
 
 
 def test_bn_steps_picks_the_step_row():

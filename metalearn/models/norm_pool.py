@@ -51,13 +51,8 @@ class TransductiveBatchNorm(nn.Module):
     if self.bn_steps:
       step = jnp.clip(0 if step is None else step, 0, self.bn_steps - 1)
       scale, offset = step_row(scale, step), step_row(offset, step)
-    axes = tuple(range(x.ndim - 1))
     if mask is None:
-      mean = jnp.mean(x, axis=axes, keepdims=True)
-      centred = x - mean
-      # A product, not jnp.square: the square's derivative multiplies by a
-      # broadcast 2, which XLA's CPU backend writes out at full size.
-      var = jnp.mean(centred * centred, axis=axes, keepdims=True)
+      mean, var = shifted_moments(x, tuple(range(x.ndim - 1)))
     else:
       mean, var = masking.masked_moments(x, mask)
     inv = jax.lax.rsqrt(var + self.epsilon)
@@ -67,6 +62,27 @@ class TransductiveBatchNorm(nn.Module):
     if relu_pool:
       return normalized_relu_pool(x, mean, inv, scale, offset)
     return (x - mean) * inv * scale + offset
+
+
+def shifted_moments(x: Array, axes: tuple[int, ...]) -> tuple[Array, Array]:
+  """Mean and (biased) variance of ``x`` over ``axes``, kept as size-1 axes,
+  in one pass over ``x``: the moments of ``x - shift``, ``shift`` one of
+  its values per channel.
+
+  Two passes (the mean, then the mean of the squared deviations) wrote the
+  deviations out at full size for the second reduction to read back. With a
+  shift that is one of the values, ``E[(x - s)^2] - E[x - s]^2`` cancels
+  little: ``(s - mean)^2`` is at most the count times the variance, and
+  near the mean for all but an outlying first value.
+  The variance does not depend on ``s``, so holding it constant
+  (``stop_gradient``) leaves every derivative exact.
+  """
+  first = tuple(0 if a in axes else slice(None) for a in range(x.ndim))
+  shift = jax.lax.stop_gradient(jnp.expand_dims(x[first], axes))
+  shifted = x - shift
+  mean = jnp.mean(shifted, axis=axes, keepdims=True)
+  var = jnp.mean(shifted * shifted, axis=axes, keepdims=True) - mean * mean
+  return mean + shift, var
 
 
 def normalized_relu_pool(x: Array, mean: Array, inv: Array, scale: Array,
