@@ -152,6 +152,12 @@ def test_conv_impl_auto_and_bad_name():
     ml.models.conv4(5, conv_impl="cudnn")
 
 
+def _slice_pool(x):
+  """The max-pool as a select between four strided corner slices."""
+  a, b, c, d = [x[..., dy::2, dx::2, :] for dy in range(2) for dx in range(2)]
+  return jnp.maximum(jnp.maximum(a, b), jnp.maximum(c, d))
+
+
 def test_max_pool_is_flax_max_pool_and_its_gradients():
   x = jax.random.normal(jax.random.key(0), (2, 7, 6, 3))  # odd H: floored
   flax_pool = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2),
@@ -166,6 +172,14 @@ def test_max_pool_is_flax_max_pool_and_its_gradients():
   hvp = lambda pool: jax.jvp(jax.grad(loss(pool)), (x,), (tangent,))[1]
   np.testing.assert_allclose(hvp(max_pool_2x2), hvp(flax_pool), rtol=1e-5,
                              atol=1e-6)
+  # Second order on even sizes is selects on the windows' view: no pads
+  # (JAX's transpose of strided slices), no scatters.
+  even = x[:, :6]
+  square = lambda pool: lambda x: jnp.sum(jax.grad(
+      lambda x: jnp.sum(jnp.tanh(pool(x)) * weights[:, :3]))(x) ** 2)
+  ops = str(jax.make_jaxpr(jax.grad(square(max_pool_2x2)))(even))
+  assert " pad[" not in ops and "scatter" not in ops
+  assert " pad[" in str(jax.make_jaxpr(jax.grad(square(_slice_pool)))(even))
 
 
 class _NormThenPool(nn.Module):

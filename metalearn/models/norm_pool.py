@@ -100,28 +100,60 @@ def normalized_relu_pool(x: Array, mean: Array, inv: Array, scale: Array,
 
 
 def max_pool_2x2(x: Array, by: Optional[Array] = None) -> Array:
-  """``nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")`` as selects
-  between the four corners of each window: [B, H, W, C] -> [B, H // 2,
+  """``nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")`` as a
+  selection of one corner of each window: [B, H, W, C] -> [B, H // 2,
   W // 2, C]. With ``by`` (x's shape), each window's corner is the one
   where ``by`` is largest; derivatives flow to ``x`` alone (the choice is
   piecewise constant).
 
   The same values, and the same gradient (to the first maximum of a window
   in row-major order, as ``select_and_scatter`` gives it), but every
-  derivative is an elementwise select. ``reduce_window``'s derivatives are
-  ``select_and_scatter`` and, differentiated again for MAML's meta-gradient,
-  ``select_and_gather``, which XLA's CPU backend runs slowly
-  (docs/performance.md). ``jnp.max`` over a reshaped window is no way out:
-  its derivative divides by the count of values equal to the maximum, and
-  a ResNet-12 meta-gradient came out NaN with it under the test suite's
-  XLA flags (tests/xla_flags.py).
+  derivative is an elementwise select on a view of the windows
+  (:func:`_take_corner`).
+  ``reduce_window``'s derivatives are ``select_and_scatter`` and,
+  differentiated again for MAML's meta-gradient, ``select_and_gather``,
+  which XLA's CPU backend runs slowly (docs/performance.md). ``jnp.max``
+  over a reshaped window is no way out: its derivative divides by the
+  count of values equal to the maximum, and a ResNet-12 meta-gradient came
+  out NaN with it under the test suite's XLA flags (tests/xla_flags.py).
   """
   height, width = x.shape[-3] // 2 * 2, x.shape[-2] // 2 * 2
-  corners = lambda t: [t[..., dy:height:2, dx:width:2, :]
-                       for dy in range(2) for dx in range(2)]
-  a, b, c, d = corners(x)
-  ka, kb, kc, kd = corners(x if by is None else by)
-  a_first = (ka >= kb) & (ka >= kc) & (ka >= kd)
-  b_first = (kb >= kc) & (kb >= kd)
-  return jnp.where(a_first, a,
-                   jnp.where(b_first, b, jnp.where(kc >= kd, c, d)))
+  keys = jax.lax.stop_gradient(x if by is None else by)
+  ka, kb, kc, kd = [keys[..., dy:height:2, dx:width:2, :]
+                    for dy in range(2) for dx in range(2)]
+  corner = jnp.where((ka >= kb) & (ka >= kc) & (ka >= kd), 0,
+                     jnp.where((kb >= kc) & (kb >= kd), 1,
+                               jnp.where(kc >= kd, 2, 3))).astype(jnp.int8)
+  return _take_corner(x[..., :height, :width, :], corner)
+
+
+def _windows(x: Array) -> Array:
+  """[..., 2h, 2w, C] -> [..., h, 2, w, 2, C]: the 2x2 windows as axes (a
+  reshape that moves no data)."""
+  *lead, height, width, channels = x.shape
+  return x.reshape(*lead, height // 2, 2, width // 2, 2, channels)
+
+
+def _is_corner(corner: Array) -> Array:
+  """int8 [..., h, w, C] corner numbers (2 dy + dx) -> bool [..., h, 2, w,
+  2, C], true at each window's chosen corner."""
+  numbers = (2 * jnp.arange(2, dtype=jnp.int8).reshape(2, 1, 1, 1)
+             + jnp.arange(2, dtype=jnp.int8).reshape(1, 1, 2, 1))
+  lead = corner.ndim - 3
+  return (corner[..., :, None, :, None, :]
+          == numbers.reshape((1,) * lead + (1, 2, 1, 2, 1)))
+
+
+def _take_corner(x: Array, corner: Array) -> Array:
+  """x [..., 2h, 2w, C] at each window's ``corner`` -> [..., h, w, C], as a
+  masked sum over the windows' view.
+
+  JAX's transpose of that is a broadcast, the same mask and a reshape: one
+  select at full size where the transpose of four corner slices padded
+  each back to full size and added them. The transpose of the transpose is
+  this function again, so derivatives of every order are selects."""
+  windows = _windows(x)
+  picked = jnp.where(_is_corner(corner), windows, jnp.zeros_like(windows))
+  return jnp.sum(picked, axis=(-4, -2))
+
+
