@@ -10,6 +10,7 @@ import pytest
 import metalearn as ml
 from metalearn.models.norm_pool import TransductiveBatchNorm
 from metalearn.models.norm_pool import max_pool_2x2
+from metalearn.models.norm_pool import conv_moments
 from metalearn.models.norm_pool import shifted_moments
 from metalearn.models.norm_pool import step_row
 
@@ -78,6 +79,52 @@ def test_one_pass_moments_are_the_two_pass_ones_with_their_derivatives():
   np.testing.assert_allclose(got.ravel(), exact, rtol=1e-4)
   unshifted = jnp.mean(x * x, axis=axes) - jnp.mean(x, axis=axes) ** 2
   assert np.max(np.abs(np.asarray(unshifted) / exact - 1)) > 1e-2
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_conv_moments_are_the_output_moments_to_second_order(channels):
+  axes = (0, 1, 2)
+  conv = lambda x, k: jax.lax.conv_general_dilated(
+      x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  with jax.enable_x64(True):
+    x = jax.random.uniform(jax.random.key(0), (3, 6, 5, channels),
+                           jnp.float64)
+    kernel = jax.random.normal(jax.random.key(1), (3, 3, channels, 4),
+                               jnp.float64)
+    for got, want in zip(conv_moments(x, kernel),
+                         _two_pass_moments(conv(x, kernel), axes)):
+      chex.assert_shape(got, (1, 1, 1, 4))
+      np.testing.assert_allclose(got, want, rtol=1e-12)
+    # MAML differentiates the statistics twice, in the kernel and the input.
+    scalar = lambda moments: lambda k, x: jnp.sum(
+        jnp.cos(moments[0](k, x)) * jnp.sqrt(moments[1](k, x)))
+    ours = (lambda k, x: conv_moments(x, k)[0],
+            lambda k, x: conv_moments(x, k)[1])
+    theirs = (lambda k, x: _two_pass_moments(conv(x, k), axes)[0],
+              lambda k, x: _two_pass_moments(conv(x, k), axes)[1])
+    for argnum in (0, 1):
+      np.testing.assert_allclose(
+          jax.hessian(scalar(ours), argnum)(kernel, x),
+          jax.hessian(scalar(theirs), argnum)(kernel, x), rtol=1e-9,
+          atol=1e-12)
+    # Ignoring the zero padding of the windows (a wrong shortcut) differs.
+    valid = jax.lax.conv_general_dilated(
+        x, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    assert not np.allclose(_two_pass_moments(valid, axes)[0],
+                           conv_moments(x, kernel)[0], atol=1e-3)
+
+
+def test_conv4_takes_few_channel_statistics_from_the_input():
+  # Conv-4's first block (1 input channel) uses conv_moments; its forward
+  # equals batch norm on the convolution's output, in float32 too.
+  model = ml.models.conv4(5, input_shape=(12, 12, 1), filters=8,
+                          num_blocks=2, conv_impl="xla")
+  params = jax.jit(model.init)(jax.random.key(0))
+  x = 1.0 - jax.random.bernoulli(jax.random.key(1), 0.2, (10, 12, 12, 1))
+  textbook = lambda p, x: _NormThenPool(5, 8, 2).apply({"params": p}, x)
+  np.testing.assert_allclose(jax.jit(model.apply)(params, x),
+                             jax.jit(textbook)(params, x), rtol=1e-4,
+                             atol=1e-4)
 
 
 def test_bn_steps_picks_the_step_row():

@@ -20,6 +20,7 @@ from metalearn.models import im2col
 from metalearn.models import native_windows
 from metalearn.models import registry
 from metalearn.models.norm_pool import TransductiveBatchNorm
+from metalearn.models.norm_pool import conv_moments
 from metalearn.types import Array, PyTree
 
 
@@ -166,12 +167,21 @@ def conv3x3(features: int, conv_impl: str, name: str) -> nn.Module:
   return nn.Conv(features, (3, 3), padding="SAME", use_bias=False, name=name)
 
 
+# Input channels up to which a block's batch-norm statistics come from its
+# input's windows (norm_pool.conv_moments): a grey or colour image, many
+# times smaller than the convolution's output.
+FEW_CHANNELS = 3
+
+
 class Conv4(nn.Module):
   """Conv-4 backbone and linear head. Input [B, H, W, C] -> [B, n_way].
 
   Each block is convolution, batch norm, ReLU and a 2x2 max-pool, computed
   with the pool before the normalisation (the same values; see
-  :func:`metalearn.models.norm_pool.normalized_relu_pool`).
+  :func:`metalearn.models.norm_pool.normalized_relu_pool`). A block whose
+  input has at most ``FEW_CHANNELS`` channels takes its batch-norm
+  statistics from the input's windows
+  (:func:`metalearn.models.norm_pool.conv_moments`), the same numbers.
 
   ``conv_impl`` is a resolved name of :func:`conv3x3`: the same function
   and parameters every way.
@@ -187,9 +197,12 @@ class Conv4(nn.Module):
   def __call__(self, x: Array, step: Optional[Array] = None,
                mask: Optional[Array] = None) -> Array:
     for i in range(self.num_blocks):
-      x = conv3x3(self.filters, self.conv_impl, f"conv{i}")(x)
+      conv = conv3x3(self.filters, self.conv_impl, f"conv{i}")
+      y, moments = conv(x), None
+      if mask is None and x.shape[-1] <= FEW_CHANNELS:
+        moments = conv_moments(x, conv.variables["params"]["kernel"])
       x = TransductiveBatchNorm(self.bn_steps, name=f"norm{i}")(
-          x, step, mask, relu_pool=True)
+          y, step, mask, relu_pool=True, moments=moments)
     x = x.reshape((x.shape[0], -1))
     if self.features_only:
       return x

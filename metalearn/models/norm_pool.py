@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from metalearn import masking
+from metalearn.models import im2col
 from metalearn.types import Array
 
 
@@ -36,14 +37,16 @@ class TransductiveBatchNorm(nn.Module):
   first (:func:`normalized_relu_pool`).
   With ``mask`` (bool [B]) the statistics are those of the real rows alone
   (:func:`metalearn.masking.masked_moments`); every row is normalised.
+  ``moments``: the mean and variance, [1, 1, 1, C] each, already known
+  (:func:`conv_moments`), in place of the batch's.
   """
   bn_steps: int = 0
   epsilon: float = 1e-5
 
   @nn.compact
   def __call__(self, x: Array, step: Optional[Array] = None,
-               mask: Optional[Array] = None, relu_pool: bool = False
-               ) -> Array:
+               mask: Optional[Array] = None, relu_pool: bool = False,
+               moments: Optional[tuple[Array, Array]] = None) -> Array:
     features = x.shape[-1]
     lead = (self.bn_steps,) if self.bn_steps else ()
     scale = self.param("scale", nn.initializers.ones, (*lead, features))
@@ -51,7 +54,9 @@ class TransductiveBatchNorm(nn.Module):
     if self.bn_steps:
       step = jnp.clip(0 if step is None else step, 0, self.bn_steps - 1)
       scale, offset = step_row(scale, step), step_row(offset, step)
-    if mask is None:
+    if moments is not None:  # Computed elsewhere, e.g. conv_moments.
+      mean, var = moments
+    elif mask is None:
       mean, var = shifted_moments(x, tuple(range(x.ndim - 1)))
     else:
       mean, var = masking.masked_moments(x, mask)
@@ -83,6 +88,31 @@ def shifted_moments(x: Array, axes: tuple[int, ...]) -> tuple[Array, Array]:
   mean = jnp.mean(shifted, axis=axes, keepdims=True)
   var = jnp.mean(shifted * shifted, axis=axes, keepdims=True) - mean * mean
   return mean + shift, var
+
+
+def conv_moments(x: Array, kernel: Array) -> tuple[Array, Array]:
+  """The per-channel mean and variance over [B, H, W] of the 3x3 SAME
+  convolution of x [B, H, W, C] with kernel [3, 3, C, D], [1, 1, 1, D]
+  each, from the moments of x's windows instead of the output.
+
+  Each output pixel is a window w (9 C values) times the kernel K, so its
+  mean is ``E[w] K`` and its variance ``K^T Cov(w) K``, per channel: the
+  same numbers, from a [9 C, 9 C] covariance of the input, where the
+  statistics of the output take passes over [B, H, W, D] values. For a
+  first layer (C of 1 or 3 and D in the tens) the input is many times
+  smaller than the output, and the derivatives of the statistics (MAML
+  differentiates them twice) touch no full-size array at all.
+  """
+  rows = im2col.windows(x).reshape(-1, 9 * x.shape[-1])
+  matrix = kernel.reshape(rows.shape[-1], -1)
+  window_mean = jnp.mean(rows, axis=0, keepdims=True)
+  centred = rows - window_mean
+  highest = jax.lax.Precision.HIGHEST
+  cov = jnp.dot(centred.T, centred, precision=highest) / rows.shape[0]
+  mean = jnp.dot(window_mean, matrix, precision=highest)  # [1, D]
+  var = jnp.sum(matrix * jnp.dot(cov, matrix, precision=highest), axis=0)
+  lead = (1,) * (x.ndim - 1)
+  return mean.reshape(*lead, -1), var.reshape(*lead, -1)
 
 
 def normalized_relu_pool(x: Array, mean: Array, inv: Array, scale: Array,
