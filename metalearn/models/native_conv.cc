@@ -210,12 +210,14 @@ void ConvRowsOf(int64_t r, const T* xp, const T* wp, T* y, int64_t d0,
   }
 }
 
-// Blocks of at most 24 / NV pixels (the accumulators fill the vector
-// registers), as even as a row allows: 14 = 7 + 7, not 12 + 2.
+// Blocks of at most 24 / NV pixels, 7 for NV = 4 (the accumulators and the
+// kernel vectors fill the 32 vector registers; the pixel is broadcast from
+// memory inside the multiply-add), as even as a row allows: 14 = 7 + 7, and
+// a row of 7 one block, not 4 + 4 with one pixel thrown away.
 template <typename T, int NV>
 void ConvStackBlocks(const T* xp, const T* wp, T* y, int64_t d0,
                      const Stack& s, int64_t c, int64_t dp, int64_t d) {
-  constexpr int64_t kMax = 24 / NV;
+  constexpr int64_t kMax = NV == 4 ? 7 : 24 / NV;
   const int64_t blocks = (s.w + kMax - 1) / kMax;
   const int64_t r = (s.w + blocks - 1) / blocks;
   ConvRowsOf<T, NV, kMax>(r, xp, wp, y, d0, s, c, dp, d);
@@ -318,8 +320,10 @@ void GradBlock(const T* xp, const T* gs, int64_t stride, T* dw, int64_t k0,
     const int64_t k = std::min(k0 + b, rows - 1);
     offset[b] = ((k / c) / 3 * s.pw + (k / c) % 3) * c + k % c;
   }
-  Vec<T> acc[CB][NV];
-  for (int b = 0; b < CB; ++b) {
+  // Rows past the last (a short final block) are computed and not kept.
+  const int valid = static_cast<int>(std::min<int64_t>(CB, rows - k0));
+  Vec<T> acc[CB][NV] = {};
+  for (int b = 0; b < valid; ++b) {
     for (int v = 0; v < NV; ++v) {
       acc[b][v] = Load(dw + (k0 + b) * dp + d0 + v * L);
     }
@@ -338,7 +342,7 @@ void GradBlock(const T* xp, const T* gs, int64_t stride, T* dw, int64_t k0,
       }
     }
   }
-  for (int b = 0; b < CB; ++b) {
+  for (int b = 0; b < valid; ++b) {
     for (int v = 0; v < NV; ++v) {
       Store(dw + (k0 + b) * dp + d0 + v * L, acc[b][v]);
     }
@@ -355,7 +359,7 @@ void GradStackBlocks(const T* xp, const T* gs, int64_t stride, T* dw,
   }
 }
 
-// dw [9 c rounded up to 24, dp] += the stack's kernel gradient.
+// dw [9 c, dp] += the stack's kernel gradient.
 template <typename T>
 void GradStack(const T* xp, const T* gs, int64_t stride, T* dw,
                const Stack& s, int64_t c, int64_t dp) {
@@ -377,18 +381,17 @@ void KernelGrad(ffi::ThreadPool& pool, const T* x, const T* g, T* dw,
                 int64_t c, int64_t d) {
   constexpr int64_t L = kLanes<T>;
   const int64_t dp = (d + L - 1) / L * L, rows = 9 * c;
-  const int64_t padded_rows = (rows + 23) / 24 * 24;
   // Each group's images are split into chunks, one per item, so that a
   // few groups still keep every thread busy; every chunk sums into a
   // partial gradient of its own, stack by stack, and the partials are
   // added at the end.
   const int64_t chunks =
       std::min<int64_t>(images, PartsPerGroup(pool, groups));
-  const int64_t partial = padded_rows * dp;
+  const int64_t partial = rows * dp;
   // One chunk a group, already in dw's layout: each item sums straight into
   // its group's dw, which it zeroes first. A fresh buffer as large as dw
   // costs its page faults at every call.
-  const bool direct = chunks == 1 && d == dp && padded_rows == rows;
+  const bool direct = chunks == 1 && d == dp;
   std::vector<T> partials(direct ? 0 : groups * chunks * partial, T(0));
   const int64_t per_stack = ImagesPerStack(h, w, c + dp, images, 1);
   ParallelFor(pool, groups * chunks, [&](int64_t item) {
