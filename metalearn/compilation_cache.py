@@ -6,13 +6,24 @@ Compiled programs are written to ``$METALEARN_JAX_CACHE_DIR`` (default
 worker process of the comparison, loads them instead of compiling.
 """
 
+import functools
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import jax
 
 JAX_CACHE_DIR_ENV = "METALEARN_JAX_CACHE_DIR"
+
+# What metalearn compiles its programs with on a CPU: LLVM's optimisation
+# level 1 for the kernels XLA generates, where XLA's default is 3. The heavy
+# work of a meta-step is in custom calls and library calls that it does not
+# touch; the generated elementwise kernels ran as fast, and meta-steps
+# compiled about a third faster (docs/benchmarks.md, "Compiling at LLVM's
+# level 1").
+CPU_COMPILE = {"xla_backend_optimization_level": 1}
+# XLA's own default, for measuring against (the benchmark's ``o3`` knob).
+XLA_DEFAULT_LLVM = {"xla_backend_optimization_level": 3}
 
 # XLA's CPU backend with its older fusion emitters (``experiments/
 # benchmark.py``'s ``oldfusion`` knob measures compile and run time).
@@ -49,3 +60,28 @@ def enable(path: Optional[str | os.PathLike] = None) -> Path:
 def current() -> Optional[str]:
   """The cache dir in use in this process, or None."""
   return jax.config.jax_compilation_cache_dir or None
+
+
+def compile_options() -> Optional[dict]:
+  """The options metalearn's programs compile with on the backend in use:
+  :data:`CPU_COMPILE` on a CPU, else None (XLA's defaults)."""
+  return dict(CPU_COMPILE) if jax.default_backend() == "cpu" else None
+
+
+def jit(fun: Callable, **kwargs) -> Callable:
+  """``jax.jit(fun, **kwargs)`` compiled with :func:`compile_options`, which
+  are looked up at the first call or ``lower`` (importing a module that
+  decorates with it starts no backend)."""
+  jitted = []
+
+  def get():
+    if not jitted:
+      jitted.append(jax.jit(fun, compiler_options=compile_options(),
+                            **kwargs))
+    return jitted[0]
+
+  @functools.wraps(fun)
+  def call(*args, **kw):
+    return get()(*args, **kw)
+  call.lower = lambda *args, **kw: get().lower(*args, **kw)
+  return call

@@ -18,6 +18,7 @@ from jax.extend import core as jax_core
 import jax.numpy as jnp
 import optax
 
+from metalearn import compilation_cache
 from metalearn import core
 from metalearn import objectives
 from metalearn import rules
@@ -212,5 +213,6 @@ def make_meta_step(apply_fn: ApplyFn,
         return jax.lax.cond(i < count, lambda s: run(s, data, key), skip, s)
       return jax.lax.scan(body, state, jnp.arange(steps_per_call))
   if jit:
-    step = jax.jit(step, donate_argnums=(0,) if donate else ())
+    step = jax.jit(step, donate_argnums=(0,) if donate else (),
+                   compiler_options=compilation_cache.compile_options())
   return step
