@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from metalearn import masking
 from metalearn.models import im2col
 from metalearn.models import native_windows
+from metalearn.models import pooled_conv
 from metalearn.models import registry
 from metalearn.models.norm_pool import TransductiveBatchNorm
 from metalearn.models.norm_pool import conv_moments
@@ -181,7 +182,10 @@ class Conv4(nn.Module):
   :func:`metalearn.models.norm_pool.normalized_relu_pool`). A block whose
   input has at most ``FEW_CHANNELS`` channels takes its batch-norm
   statistics from the input's windows
-  (:func:`metalearn.models.norm_pool.conv_moments`), the same numbers.
+  (:func:`metalearn.models.norm_pool.conv_moments`), the same numbers, and
+  with ``direct_native`` convolves and picks the pool's corners in one C++
+  call (:mod:`metalearn.models.pooled_conv`), never writing the
+  convolution's output whole.
 
   ``conv_impl`` is a resolved name of :func:`conv3x3`: the same function
   and parameters every way.
@@ -198,11 +202,16 @@ class Conv4(nn.Module):
                mask: Optional[Array] = None) -> Array:
     for i in range(self.num_blocks):
       conv = conv3x3(self.filters, self.conv_impl, f"conv{i}")
-      y, moments = conv(x), None
+      y, moments, pool = conv(x), None, None
       if mask is None and x.shape[-1] <= FEW_CHANNELS:
-        moments = conv_moments(x, conv.variables["params"]["kernel"])
+        kernel = conv.variables["params"]["kernel"]
+        moments = conv_moments(x, kernel)
+        if (self.conv_impl == "direct_native"
+            and pooled_conv.supports(x, kernel)):  # y is then never built.
+          pool = lambda sign, x=x, k=kernel: pooled_conv.conv_pool(
+              x, k, sign)[0]
       x = TransductiveBatchNorm(self.bn_steps, name=f"norm{i}")(
-          y, step, mask, relu_pool=True, moments=moments)
+          y, step, mask, relu_pool=True, moments=moments, conv_pool=pool)
     x = x.reshape((x.shape[0], -1))
     if self.features_only:
       return x

@@ -37,19 +37,24 @@ namespace ffi = xla::ffi;
 
 namespace {
 
-// 64-byte vectors (one AVX-512 register) of float or double.
+// 64-byte vectors (one AVX-512 register) of float or double, and of
+// integers with as many lanes (for comparisons and selects).
 template <typename T>
 struct VecOf;
 template <>
 struct VecOf<float> {
   typedef float type __attribute__((vector_size(64)));
+  typedef int32_t ints __attribute__((vector_size(64)));
 };
 template <>
 struct VecOf<double> {
   typedef double type __attribute__((vector_size(64)));
+  typedef int64_t ints __attribute__((vector_size(64)));
 };
 template <typename T>
 using Vec = typename VecOf<T>::type;
+template <typename T>
+using IntVec = typename VecOf<T>::ints;
 template <typename T>
 constexpr int64_t kLanes = 64 / sizeof(T);
 
@@ -281,19 +286,106 @@ const T* GroupKernel(const T* w, int64_t g, int64_t c, int64_t d, int64_t dp,
   return out;
 }
 
+// The 2x2 max-pool that follows a convolution, as a choice of one corner of
+// each window per channel: corner 2 dy + dx. ``sign`` [d] (or null): choose
+// the first corner in row-major order where sign * y is largest, written to
+// ``found``; else read the choice from ``given``.
+template <typename T>
+struct Pooling {
+  const T* sign = nullptr;
+  const int8_t* given = nullptr;
+  int8_t* found = nullptr;
+  bool on() const { return sign != nullptr || given != nullptr; }
+};
+
+// Channels [e, e + L) of one window: a, b, c, d are its corners in
+// row-major order; returns the chosen corner's values and sets ``corner``.
+template <typename T>
+inline Vec<T> PickCorner(const T* const at[4], int64_t e,
+                         const Pooling<T>& pooling, int64_t code_at,
+                         IntVec<T>& corner) {
+  constexpr int64_t L = kLanes<T>;
+  const Vec<T> a = Load(at[0] + e), b = Load(at[1] + e), c = Load(at[2] + e),
+               d = Load(at[3] + e);
+  if (pooling.sign != nullptr) {
+    const Vec<T> s = Load(pooling.sign + e);
+    const Vec<T> ka = s * a, kb = s * b, kc = s * c, kd = s * d;
+    const IntVec<T> zero = {}, one = zero + 1, two = zero + 2,
+                    three = zero + 3;
+    corner = ((ka >= kb) & (ka >= kc) & (ka >= kd))
+                 ? zero
+                 : ((kb >= kc) & (kb >= kd)) ? one : (kc >= kd) ? two : three;
+  } else {
+    for (int64_t l = 0; l < L; ++l) corner[l] = pooling.given[code_at + l];
+  }
+  return corner == 0 ? a : corner == 1 ? b : corner == 2 ? c : d;
+}
+
+// y [n, h, w, d] of one stack -> out [n, h / 2, w / 2, d] at each window's
+// corner; corners at [n, h / 2, w / 2, d] offset by ``first`` pooled pixels.
+template <typename T>
+void PoolStack(const T* y, T* out, int64_t n, int64_t h, int64_t w,
+               int64_t d, const Pooling<T>& pooling, int64_t first) {
+  constexpr int64_t L = kLanes<T>;
+  const int64_t ph = h / 2, pw = w / 2, whole = d / L * L;
+  for (int64_t k = 0; k < n; ++k) {
+    for (int64_t i = 0; i < ph; ++i) {
+      for (int64_t j = 0; j < pw; ++j) {
+        const int64_t q = (k * ph + i) * pw + j, code_at = (first + q) * d;
+        const T* at[4];
+        for (int corner = 0; corner < 4; ++corner) {
+          at[corner] = y + ((k * h + 2 * i + corner / 2) * w + 2 * j +
+                            corner % 2) * d;
+        }
+        for (int64_t e = 0; e < whole; e += L) {
+          IntVec<T> corner;
+          Store(out + q * d + e,
+                PickCorner(at, e, pooling, code_at + e, corner));
+          if (pooling.found != nullptr) {
+            for (int64_t l = 0; l < L; ++l) {
+              pooling.found[code_at + e + l] = static_cast<int8_t>(corner[l]);
+            }
+          }
+        }
+        for (int64_t e = whole; e < d; ++e) {
+          int corner;
+          if (pooling.sign != nullptr) {
+            const T s = pooling.sign[e];
+            const T a = s * at[0][e], b = s * at[1][e], c = s * at[2][e],
+                    dd = s * at[3][e];
+            corner = (a >= b && a >= c && a >= dd) ? 0
+                     : (b >= c && b >= dd)         ? 1
+                     : (c >= dd)                   ? 2
+                                                   : 3;
+            pooling.found[code_at + e] = static_cast<int8_t>(corner);
+          } else {
+            corner = pooling.given[code_at + e];
+          }
+          out[q * d + e] = at[corner][e];
+        }
+      }
+    }
+  }
+}
+
 template <typename T>
 void Conv(ffi::ThreadPool& pool, const T* x, const T* w, T* y, int64_t groups,
           int64_t images, int64_t h, int64_t wd, int64_t c, int64_t d,
-          bool flipped) {
+          bool flipped, Pooling<T> pooling = {}) {
   constexpr int64_t L = kLanes<T>;
   const int64_t dp = (d + L - 1) / L * L;
-  const int64_t per_stack =
+  int64_t per_stack =
       ImagesPerStack(h, wd, c, images, PartsPerGroup(pool, groups));
+  if (pooling.on()) {  // The stack's convolution stays in the cache.
+    per_stack = std::max<int64_t>(
+        1, std::min(per_stack, (int64_t{1} << 16) / (h * wd * dp)));
+  }
   const int64_t stacks = (images + per_stack - 1) / per_stack;
+  const int64_t pooled = (h / 2) * (wd / 2) * d;
   ParallelFor(pool, groups * stacks, [&](int64_t item) {
     // Per thread, reused across calls: a fresh buffer would cost its page
     // faults every time.
-    thread_local std::vector<T> xp, kernel;
+    thread_local std::vector<T> xp, kernel, full;
     const int64_t g = item / stacks, first = item % stacks * per_stack;
     const Stack s(std::min(per_stack, images - first), h, wd);
     if (static_cast<int64_t>(xp.size()) < s.elements(c)) {
@@ -301,8 +393,19 @@ void Conv(ffi::ThreadPool& pool, const T* x, const T* w, T* y, int64_t groups,
     }
     const int64_t image = g * images + first;
     StackImages(x + image * h * wd * c, xp.data(), s, c);
-    ConvStack(xp.data(), GroupKernel(w, g, c, d, dp, flipped, kernel),
-              y + image * h * wd * d, s, c, dp, d);
+    const T* wg = GroupKernel(w, g, c, d, dp, flipped, kernel);
+    if (!pooling.on()) {
+      ConvStack(xp.data(), wg, y + image * h * wd * d, s, c, dp, d);
+      return;
+    }
+    if (static_cast<int64_t>(full.size()) < s.n * h * wd * d) {
+      full.resize(s.n * h * wd * d);
+    }
+    ConvStack(xp.data(), wg, full.data(), s, c, dp, d);
+    Pooling<T> group = pooling;
+    if (group.sign != nullptr) group.sign += g * d;
+    PoolStack(full.data(), y + image * pooled, s.n, h, wd, d, group,
+              image * pooled / d);
   });
 }
 
@@ -375,10 +478,12 @@ void GradStack(const T* xp, const T* gs, int64_t stride, T* dw,
   }
 }
 
+// corner (or null): g is [.., h / 2, w / 2, d], the gradient of the pool
+// that picked each window's ``corner`` (PoolStack), put back in its place.
 template <typename T>
 void KernelGrad(ffi::ThreadPool& pool, const T* x, const T* g, T* dw,
                 int64_t groups, int64_t images, int64_t h, int64_t w,
-                int64_t c, int64_t d) {
+                int64_t c, int64_t d, const int8_t* corner = nullptr) {
   constexpr int64_t L = kLanes<T>;
   const int64_t dp = (d + L - 1) / L * L, rows = 9 * c;
   // Each group's images are split into chunks, one per item, so that a
@@ -408,7 +513,23 @@ void KernelGrad(ffi::ThreadPool& pool, const T* x, const T* g, T* dw,
       }
       StackImages(x + n * h * w * c, xp.data(), s, c);
       const T* gs = g + n * h * w * d;
-      if (d != dp) {  // Whole vectors: each pixel's row padded with zeros.
+      if (corner != nullptr) {  // Each pooled value back at its corner.
+        const int64_t ph = h / 2, pw = w / 2, pooled = ph * pw * d;
+        gp.assign(s.n * h * w * dp, T(0));
+        for (int64_t k = 0; k < s.n; ++k) {
+          const T* gk = g + (n + k) * pooled;
+          const int8_t* ck = corner + (n + k) * pooled;
+          for (int64_t q = 0; q < ph * pw; ++q) {
+            const int64_t i = q / pw, j = q % pw;
+            for (int64_t e = 0; e < d; ++e) {
+              const int at = ck[q * d + e];
+              gp[((k * h + 2 * i + at / 2) * w + 2 * j + at % 2) * dp + e] =
+                  gk[q * d + e];
+            }
+          }
+        }
+        gs = gp.data();
+      } else if (d != dp) {  // Whole vectors: each pixel's row padded.
         gp.assign(s.n * h * w * dp, T(0));
         for (int64_t p = 0; p < s.n * h * w; ++p) {
           std::memcpy(gp.data() + p * dp, gs + p * d, d * sizeof(T));
@@ -440,49 +561,102 @@ int64_t Product(ffi::Span<const int64_t> dims, size_t from, size_t to) {
   return p;
 }
 
-// flipped: w [outer..., 3, 3, D, C] is read mirrored and transposed.
-ffi::Error ConvHandler(ffi::ThreadPool pool, ffi::AnyBuffer x,
-                       ffi::AnyBuffer w, ffi::Result<ffi::AnyBuffer> y,
-                       bool flipped) {
+// The convolution's shapes: x [outer..., inner..., H, W, C], w [outer...,
+// 3, 3, C, D] (flipped: [..., D, C]); an empty string, or what is wrong.
+struct ConvShape {
+  int64_t groups = 0, images = 0, h = 0, w = 0, c = 0, d = 0;
+  const char* error = "";
+};
+
+ConvShape ParseConv(const ffi::AnyBuffer& x, const ffi::AnyBuffer& w,
+                    bool flipped) {
   const auto xd = x.dimensions(), wdims = w.dimensions();
   const size_t xr = xd.size(), wr = wdims.size();
+  ConvShape shape;
   const size_t in_axis = flipped ? wr - 1 : wr - 2;
   if (xr < 3 || wr < 4 || xr < wr - 1 || wdims[wr - 4] != 3 ||
       wdims[wr - 3] != 3 || wdims[in_axis] != xd[xr - 1] ||
       x.element_type() != w.element_type()) {
-    return ffi::Error::InvalidArgument(
-        "conv: x [outer..., inner..., H, W, C], w [outer..., 3, 3, C, D] "
-        "([..., D, C] flipped)");
+    shape.error = "conv: x [outer..., inner..., H, W, C], w [outer..., 3, "
+                  "3, C, D] ([..., D, C] flipped)";
+    return shape;
   }
-  const int64_t groups = Product(wdims, 0, wr - 4);
   for (size_t i = 0; i + 4 < wr; ++i) {
     if (xd[i] != wdims[i]) {
-      return ffi::Error::InvalidArgument("conv: x and w outer axes differ");
+      shape.error = "conv: x and w outer axes differ";
+      return shape;
     }
   }
-  const int64_t images = Product(xd, wr - 4, xr - 3);
-  const int64_t h = xd[xr - 3], wd = xd[xr - 2], c = xd[xr - 1];
-  const int64_t d = wdims[flipped ? wr - 2 : wr - 1];
+  shape.groups = Product(wdims, 0, wr - 4);
+  shape.images = Product(xd, wr - 4, xr - 3);
+  shape.h = xd[xr - 3];
+  shape.w = xd[xr - 2];
+  shape.c = xd[xr - 1];
+  shape.d = wdims[flipped ? wr - 2 : wr - 1];
+  return shape;
+}
+
+// Conv of the shapes' dtype (float32 or float64), pooled where ``sign`` or
+// ``given`` is not null.
+ffi::Error RunConv(ffi::ThreadPool& pool, const ffi::AnyBuffer& x,
+                   const ffi::AnyBuffer& w, ffi::AnyBuffer out, bool flipped,
+                   const ffi::AnyBuffer* sign, const int8_t* given,
+                   int8_t* found) {
+  const ConvShape v = ParseConv(x, w, flipped);
+  if (*v.error) return ffi::Error::InvalidArgument(v.error);
+  if ((sign != nullptr || given != nullptr) && (v.h % 2 || v.w % 2)) {
+    return ffi::Error::InvalidArgument("conv pool: H and W must be even");
+  }
+  auto run = [&](auto zero) {
+    using T = decltype(zero);
+    Pooling<T> pooling;
+    pooling.sign = sign != nullptr ? sign->typed_data<T>() : nullptr;
+    pooling.given = given;
+    pooling.found = found;
+    Conv(pool, x.typed_data<T>(), w.typed_data<T>(), out.typed_data<T>(),
+         v.groups, v.images, v.h, v.w, v.c, v.d, flipped, pooling);
+  };
   switch (x.element_type()) {
-    case ffi::DataType::F32:
-      Conv(pool, x.typed_data<float>(), w.typed_data<float>(),
-           y->typed_data<float>(), groups, images, h, wd, c, d, flipped);
-      break;
-    case ffi::DataType::F64:
-      Conv(pool, x.typed_data<double>(), w.typed_data<double>(),
-           y->typed_data<double>(), groups, images, h, wd, c, d, flipped);
-      break;
+    case ffi::DataType::F32: run(0.0f); break;
+    case ffi::DataType::F64: run(0.0); break;
     default:
       return ffi::Error::InvalidArgument("conv: float32 or float64 only");
   }
   return ffi::Error::Success();
 }
 
+// flipped: w [outer..., 3, 3, D, C] is read mirrored and transposed.
+ffi::Error ConvHandler(ffi::ThreadPool pool, ffi::AnyBuffer x,
+                       ffi::AnyBuffer w, ffi::Result<ffi::AnyBuffer> y,
+                       bool flipped) {
+  return RunConv(pool, x, w, *y, flipped, nullptr, nullptr, nullptr);
+}
+
+// The convolution, then each 2x2 window's corner where sign [outer..., D] *
+// y is largest: pooled [outer..., inner..., H / 2, W / 2, D] and the
+// corners (int8, 2 dy + dx) of the same shape.
+ffi::Error ConvPoolHandler(ffi::ThreadPool pool, ffi::AnyBuffer x,
+                           ffi::AnyBuffer w, ffi::AnyBuffer sign,
+                           ffi::Result<ffi::AnyBuffer> pooled,
+                           ffi::Result<ffi::AnyBuffer> corner) {
+  return RunConv(pool, x, w, *pooled, false, &sign, nullptr,
+                 corner->typed_data<int8_t>());
+}
+
+// The convolution at the given corners of its 2x2 windows.
+ffi::Error ConvTakeHandler(ffi::ThreadPool pool, ffi::AnyBuffer x,
+                           ffi::AnyBuffer w, ffi::AnyBuffer corner,
+                           ffi::Result<ffi::AnyBuffer> pooled) {
+  return RunConv(pool, x, w, *pooled, false, nullptr,
+                 corner.typed_data<int8_t>(), nullptr);
+}
+
 // inner_rank: how many of x's leading axes are one group's images (summed
-// over); the axes before them (vmap's) are the groups.
-ffi::Error KernelGradHandler(ffi::ThreadPool pool, ffi::AnyBuffer x,
-                             ffi::AnyBuffer g, ffi::Result<ffi::AnyBuffer> dw,
-                             int64_t inner_rank) {
+// over); the axes before them (vmap's) are the groups. With ``corner``, g
+// [..., H / 2, W / 2, D] is put back at the corners first.
+ffi::Error RunKernelGrad(ffi::ThreadPool& pool, const ffi::AnyBuffer& x,
+                         const ffi::AnyBuffer& g, ffi::AnyBuffer dw,
+                         int64_t inner_rank, const int8_t* corner) {
   const auto xd = x.dimensions(), gd = g.dimensions();
   const int64_t xr = xd.size();
   if (xr < 3 || inner_rank < 0 || inner_rank > xr - 3 ||
@@ -491,8 +665,10 @@ ffi::Error KernelGradHandler(ffi::ThreadPool pool, ffi::AnyBuffer x,
     return ffi::Error::InvalidArgument(
         "kernel grad: x [outer..., inner..., H, W, C], g [..., H, W, D]");
   }
+  const int64_t scale = corner != nullptr ? 2 : 1;
   for (int64_t i = 0; i < xr - 1; ++i) {
-    if (xd[i] != gd[i]) {
+    const int64_t want = i < xr - 3 ? xd[i] : xd[i] / scale;
+    if (gd[i] != want || (i >= xr - 3 && xd[i] % scale)) {
       return ffi::Error::InvalidArgument("kernel grad: x and g shapes differ");
     }
   }
@@ -503,16 +679,30 @@ ffi::Error KernelGradHandler(ffi::ThreadPool pool, ffi::AnyBuffer x,
   switch (x.element_type()) {
     case ffi::DataType::F32:
       KernelGrad(pool, x.typed_data<float>(), g.typed_data<float>(),
-                 dw->typed_data<float>(), groups, images, h, w, c, d);
+                 dw.typed_data<float>(), groups, images, h, w, c, d, corner);
       break;
     case ffi::DataType::F64:
       KernelGrad(pool, x.typed_data<double>(), g.typed_data<double>(),
-                 dw->typed_data<double>(), groups, images, h, w, c, d);
+                 dw.typed_data<double>(), groups, images, h, w, c, d, corner);
       break;
     default:
       return ffi::Error::InvalidArgument("kernel grad: float32 or float64");
   }
   return ffi::Error::Success();
+}
+
+ffi::Error KernelGradHandler(ffi::ThreadPool pool, ffi::AnyBuffer x,
+                             ffi::AnyBuffer g, ffi::Result<ffi::AnyBuffer> dw,
+                             int64_t inner_rank) {
+  return RunKernelGrad(pool, x, g, *dw, inner_rank, nullptr);
+}
+
+ffi::Error KernelGradPutHandler(ffi::ThreadPool pool, ffi::AnyBuffer x,
+                                ffi::AnyBuffer g, ffi::AnyBuffer corner,
+                                ffi::Result<ffi::AnyBuffer> dw,
+                                int64_t inner_rank) {
+  return RunKernelGrad(pool, x, g, *dw, inner_rank,
+                       corner.typed_data<int8_t>());
 }
 
 }  // namespace
@@ -528,6 +718,33 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(MetalearnConv, ConvHandler,
 XLA_FFI_DEFINE_HANDLER_SYMBOL(MetalearnConvKernelGrad, KernelGradHandler,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Attr<int64_t>("inner_rank"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MetalearnConvPool, ConvPoolHandler,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MetalearnConvTake, ConvTakeHandler,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MetalearnConvKernelGradPut,
+                              KernelGradPutHandler,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::AnyBuffer>()
                                   .Ret<ffi::AnyBuffer>()

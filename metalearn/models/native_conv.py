@@ -96,20 +96,98 @@ def kernel_grad(x: Array, g: Array) -> Array:
                               x, g, inner_rank=x.ndim - 3)
 
 
+def _check_pool(x: Array, kernel: Array, what: str) -> None:
+  _check(x, kernel, what)
+  if kernel.ndim != 4 or kernel.shape[:3] != (3, 3, x.shape[-1]):
+    raise ValueError(f"{what} needs kernel [3, 3, {x.shape[-1]}, D]; got "
+                     f"{kernel.shape}.")
+  if x.shape[-3] % 2 or x.shape[-2] % 2:
+    raise ValueError(f"{what} needs an even height and width; got "
+                     f"{x.shape[-3:-1]}.")
+
+
+def _pooled_shape(x: Array, features: int) -> tuple[int, ...]:
+  return (*x.shape[:-3], x.shape[-3] // 2, x.shape[-2] // 2, features)
+
+
+def conv_pool(x: Array, kernel: Array, sign: Array) -> tuple[Array, Array]:
+  """:func:`conv`, then each 2x2 window's corner where ``sign * y`` is
+  largest (the first in row-major order): x [..., H, W, C], kernel [3, 3,
+  C, D], sign [D] -> (pooled, corner), both [..., H / 2, W / 2, D], corner
+  int8 (2 dy + dx). The convolution never reaches memory whole.
+
+  Raises:
+    ValueError: bad shapes (H and W must be even) or dtypes.
+    RuntimeError: the kernel cannot be built here (the reason).
+  """
+  _check_pool(x, kernel, "conv_pool")
+  if sign.shape != kernel.shape[-1:] or sign.dtype != x.dtype:
+    raise ValueError(f"conv_pool needs sign [{kernel.shape[-1]}] of "
+                     f"{x.dtype}; got {sign.shape} {sign.dtype}.")
+  shape = _pooled_shape(x, kernel.shape[-1])
+  out = (jax.ShapeDtypeStruct(shape, x.dtype),
+         jax.ShapeDtypeStruct(shape, jnp.int8))
+  return jax.ffi.ffi_call(native_windows.CONV_POOL_TARGET, out,
+                          vmap_method="broadcast_all")(x, kernel, sign)
+
+
+def conv_take(x: Array, kernel: Array, corner: Array) -> Array:
+  """:func:`conv` at the given corner of each 2x2 window: x [..., H, W, C],
+  kernel [3, 3, C, D], corner int8 [..., H / 2, W / 2, D] -> [..., H / 2,
+  W / 2, D].
+
+  Raises:
+    ValueError: bad shapes or dtypes.
+    RuntimeError: the kernel cannot be built here (the reason).
+  """
+  _check_pool(x, kernel, "conv_take")
+  shape = _pooled_shape(x, kernel.shape[-1])
+  if corner.shape != shape or corner.dtype != jnp.int8:
+    raise ValueError(f"conv_take needs int8 corners {shape}; got "
+                     f"{corner.shape} {corner.dtype}.")
+  out = jax.ShapeDtypeStruct(shape, x.dtype)
+  return jax.ffi.ffi_call(native_windows.CONV_TAKE_TARGET, out,
+                          vmap_method="broadcast_all")(x, kernel, corner)
+
+
+def kernel_grad_put(x: Array, g: Array, corner: Array) -> Array:
+  """The kernel gradient of :func:`conv_take` given its output gradient:
+  :func:`kernel_grad` of x [..., H, W, C] and g [..., H / 2, W / 2, D] put
+  back at each window's ``corner`` (zeros elsewhere) -> [3, 3, C, D].
+
+  Raises:
+    ValueError: bad shapes or dtypes.
+    RuntimeError: the kernel cannot be built here (the reason).
+  """
+  _check(x, g, "kernel_grad_put")
+  shape = _pooled_shape(x, g.shape[-1])
+  if x.shape[-3] % 2 or x.shape[-2] % 2 or g.shape != shape:
+    raise ValueError(f"kernel_grad_put needs an even H and W and g {shape}; "
+                     f"got x {x.shape} and g {g.shape}.")
+  if corner.shape != shape or corner.dtype != jnp.int8:
+    raise ValueError(f"kernel_grad_put needs int8 corners {shape}; got "
+                     f"{corner.shape} {corner.dtype}.")
+  out = jax.ShapeDtypeStruct((3, 3, x.shape[-1], g.shape[-1]), x.dtype)
+  return jax.ffi.ffi_call(native_windows.CONV_KERNEL_GRAD_PUT_TARGET, out,
+                          vmap_method="broadcast_all")(
+                              x, g, corner, inner_rank=x.ndim - 3)
+
+
 # An HLO custom call (a compiled program's text): result shape, target and
 # the operands' shapes; or a StableHLO one (a lowered program's text).
+_TARGETS = r"(metalearn_conv(?:_kernel_grad(?:_put)?|_pool|_take)?)"
 _HLO_CALL = re.compile(
-    r"= \w+\[([\d,]*)\]\S* custom-call\(.*?custom_call_target="
-    r"\"(metalearn_conv(?:_kernel_grad)?)\", operand_layout_constraints="
-    r"\{\w+\[([\d,]*)\]")
+    r"= \(?\w+\[([\d,]*)\][^=]*? custom-call\(.*?custom_call_target=\""
+    + _TARGETS + r"\", operand_layout_constraints=\{\w+\[([\d,]*)\]")
 _MLIR_CALL = re.compile(
-    r"stablehlo\.custom_call @(metalearn_conv(?:_kernel_grad)?)\(.*: "
-    r"\(tensor<([\dx]*)x\w+>, .*-> tensor<([\dx]*)x\w+>")
+    r"stablehlo\.custom_call @" + _TARGETS + r"\(.*: "
+    r"\(tensor<([\dx]*)x\w+>, .*-> \(?tensor<([\dx]*)x\w+>")
 
 
 def flops_in_text(text: str) -> float:
-  """Multiply-add FLOPs (2 per multiply-add) of the :func:`conv` and
-  :func:`kernel_grad` calls in a program's HLO or StableHLO text, each
+  """Multiply-add FLOPs (2 per multiply-add) of the :func:`conv`,
+  :func:`kernel_grad`, :func:`conv_pool`, :func:`conv_take` and
+  :func:`kernel_grad_put` calls in a program's HLO or StableHLO text, each
   call counted once (a loop's body once, as XLA's cost analysis counts
   it), which XLA's cost analysis leaves out: custom calls are opaque to
   it. The count is that of the same convolution as a windows matmul."""
@@ -117,15 +195,15 @@ def flops_in_text(text: str) -> float:
   for line in text.splitlines():
     hlo, mlir = _HLO_CALL.search(line), _MLIR_CALL.search(line)
     if hlo:
-      out, target, first = hlo.group(1), hlo.group(2), hlo.group(3)
+      out, first = hlo.group(1), hlo.group(3)
     elif mlir:
-      target, first, out = mlir.group(1), mlir.group(2), mlir.group(3)
+      first, out = mlir.group(2), mlir.group(3)
     else:
       continue
     out_shape = [int(d) for d in re.split("[,x]", out) if d]
     x_shape = [int(d) for d in re.split("[,x]", first) if d]
-    if target == native_windows.CONV_TARGET:  # [..., H, W, D] from C
-      total += 2.0 * math.prod(out_shape) * 9 * x_shape[-1]
-    else:  # [..., 3, 3, C, D] from x [..., H, W, C]
-      total += 2.0 * math.prod(x_shape) * 9 * out_shape[-1]
+    # D output channels (the kernel gradient's last axis) from 9 C inputs
+    # at every pixel of x [..., H, W, C]: the pooled ones convolve every
+    # pixel too.
+    total += 2.0 * math.prod(x_shape) * 9 * out_shape[-1]
   return total

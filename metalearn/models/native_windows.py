@@ -38,6 +38,9 @@ TARGET = "metalearn_windows"
 TAP_MAJOR_TARGET = "metalearn_tap_major_windows"
 CONV_TARGET = "metalearn_conv"
 CONV_KERNEL_GRAD_TARGET = "metalearn_conv_kernel_grad"
+CONV_POOL_TARGET = "metalearn_conv_pool"
+CONV_TAKE_TARGET = "metalearn_conv_take"
+CONV_KERNEL_GRAD_PUT_TARGET = "metalearn_conv_kernel_grad_put"
 _SOURCES = (Path(__file__).with_name("native_windows.cc"),
             Path(__file__).with_name("native_conv.cc"))
 _X86 = platform.machine().lower() in ("x86_64", "amd64")
@@ -104,7 +107,10 @@ def unavailable_reason() -> Optional[str]:
     handlers = {TARGET: library.MetalearnWindows,
                 TAP_MAJOR_TARGET: library.MetalearnTapMajorWindows,
                 CONV_TARGET: library.MetalearnConv,
-                CONV_KERNEL_GRAD_TARGET: library.MetalearnConvKernelGrad}
+                CONV_KERNEL_GRAD_TARGET: library.MetalearnConvKernelGrad,
+                CONV_POOL_TARGET: library.MetalearnConvPool,
+                CONV_TAKE_TARGET: library.MetalearnConvTake,
+                CONV_KERNEL_GRAD_PUT_TARGET: library.MetalearnConvKernelGradPut}
   except subprocess.CalledProcessError as e:
     return f"{compiler} failed: {e.stderr.strip()[-500:]}"
   except (OSError, AttributeError) as e:

@@ -2,7 +2,7 @@
 norm (with MAML++'s per-step rows), ReLU and the 2x2 max-pool, written for
 fast derivatives on XLA's CPU backend."""
 
-from typing import Optional
+from typing import Callable, Optional
 
 import flax.linen as nn
 import jax
@@ -38,7 +38,10 @@ class TransductiveBatchNorm(nn.Module):
   With ``mask`` (bool [B]) the statistics are those of the real rows alone
   (:func:`metalearn.masking.masked_moments`); every row is normalised.
   ``moments``: the mean and variance, [1, 1, 1, C] each, already known
-  (:func:`conv_moments`), in place of the batch's.
+  (:func:`conv_moments`), in place of the batch's. ``conv_pool`` (with
+  ``relu_pool`` and ``moments``): ``sign [C] -> `` the convolution that
+  made ``x`` at each window's corner where ``sign * x`` is largest, computed
+  without ``x`` (:func:`metalearn.models.pooled_conv.conv_pool`).
   """
   bn_steps: int = 0
   epsilon: float = 1e-5
@@ -46,7 +49,9 @@ class TransductiveBatchNorm(nn.Module):
   @nn.compact
   def __call__(self, x: Array, step: Optional[Array] = None,
                mask: Optional[Array] = None, relu_pool: bool = False,
-               moments: Optional[tuple[Array, Array]] = None) -> Array:
+               moments: Optional[tuple[Array, Array]] = None,
+               conv_pool: Optional[Callable[[Array], Array]] = None
+               ) -> Array:
     features = x.shape[-1]
     lead = (self.bn_steps,) if self.bn_steps else ()
     scale = self.param("scale", nn.initializers.ones, (*lead, features))
@@ -64,6 +69,11 @@ class TransductiveBatchNorm(nn.Module):
     lead = (1,) * (x.ndim - 1)
     scale = scale.reshape(*lead, features)
     offset = offset.reshape(*lead, features)
+    if relu_pool and conv_pool is not None:
+      # The convolution and the corner choice in one call: x is not read.
+      sign = jnp.where(inv * scale >= 0, 1.0, -1.0).astype(x.dtype)
+      picked = conv_pool(sign.reshape(-1))
+      return nn.relu((picked - mean) * inv * scale + offset)
     if relu_pool:
       return normalized_relu_pool(x, mean, inv, scale, offset)
     return (x - mean) * inv * scale + offset
@@ -187,3 +197,12 @@ def _take_corner(x: Array, corner: Array) -> Array:
   return jnp.sum(picked, axis=(-4, -2))
 
 
+def put_corner(g: Array, corner: Array) -> Array:
+  """The transpose of taking each window's ``corner``: g [..., h, w, C] put
+  at the corner of zeros -> [..., 2h, 2w, C] (one select over the windows'
+  view)."""
+  *lead, height, width, channels = g.shape
+  spread = jnp.broadcast_to(g[..., :, None, :, None, :],
+                            (*lead, height, 2, width, 2, channels))
+  put = jnp.where(_is_corner(corner), spread, jnp.zeros_like(spread))
+  return put.reshape(*lead, 2 * height, 2 * width, channels)
