@@ -211,6 +211,19 @@ def header(config, spec: str, command: str, isolate: bool) -> list[str]:
   return lines
 
 
+def run_order(algorithm_names: Sequence[str]) -> list[int]:
+  """The indices of ``algorithm_names`` in the order they run: those that
+  anneal the derivative order (MAML++) after the others, otherwise as
+  given.
+
+  MAML++'s first-order phase is the same program as first-order MAML++'s
+  first phase; run second, it loads that program from the persistent
+  compilation cache instead of compiling it again.
+  """
+  return sorted(range(len(algorithm_names)),
+                key=lambda i: algorithms.get(algorithm_names[i]).anneals_order)
+
+
 def run_comparison(config: ml_collections.ConfigDict,
                    algorithm_names: Sequence[str], output_dir: str | Path, *,
                    spec: str = "", isolate: bool = False, command: str = "",
@@ -219,8 +232,8 @@ def run_comparison(config: ml_collections.ConfigDict,
 
   Args:
     config: the shared protocol (its ``algorithm`` field is replaced).
-    algorithm_names: names of :data:`metalearn.algorithms.ALGORITHMS`, run
-      in this order.
+    algorithm_names: names of :data:`metalearn.algorithms.ALGORITHMS`,
+      reported in this order and run in :func:`run_order`.
     output_dir: gets ``report.md``, ``results.json``, PNG plots and one
       workdir per algorithm.
     spec: the config's name (``file.py:arg``), for the header.
@@ -252,8 +265,10 @@ def run_comparison(config: ml_collections.ConfigDict,
   output_dir.mkdir(parents=True, exist_ok=True)
   with workdir_lib.claim(output_dir):  # One comparison per output_dir at once.
     start = time.perf_counter()
-    results = [_run_one(config, n, output_dir, isolate, log)
-               for n in algorithm_names]
+    results = [None] * len(algorithm_names)
+    for i in run_order(algorithm_names):
+      results[i] = _run_one(config, algorithm_names[i], output_dir, isolate,
+                            log)
     wall = time.perf_counter() - start
     return write_report(results, config, output_dir,
                         lines + [time_split(results, wall)], wall,

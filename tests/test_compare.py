@@ -7,9 +7,13 @@ import re
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from experiments.configs import compare as compare_configs
+import metalearn as ml
 from metalearn import algorithms
 from metalearn import build
 from metalearn import compare
@@ -187,3 +191,38 @@ def configs_module():
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
+
+
+def _phase_program(config, name: str, phase_index: int) -> str:
+  """The lowered meta-step of ``name``'s phase (0: first) on ``config``,
+  without debug info, from zero tasks of the config's shapes."""
+  c = compare.config_for(config, name)
+  plan = build.build_plan(c)
+  model, optimizer = build.build_model(c), build.build_optimizer(c)
+  exp = build.Experiment(model, optimizer, None, None, None, plan)
+  state = build.initial_state(c, exp)
+  phase = plan.phase_at(plan.switches()[0] if phase_index else 0)
+  step = build.meta_step_builder(c, model, optimizer,
+                                 lambda key, data: data)(phase, 1)
+  shots = c.n_way * c.k_shot
+  x = jnp.zeros((c.meta_batch_size, shots, 28, 28, 1))
+  y = jnp.zeros((c.meta_batch_size, shots), jnp.int32)
+  qx = jnp.zeros((c.meta_batch_size, c.n_way * c.n_query, 28, 28, 1))
+  qy = jnp.zeros((c.meta_batch_size, c.n_way * c.n_query), jnp.int32)
+  tasks = ml.Task(x, y, qx, qy)
+  return step.lower(state, tasks, jax.random.key(0)).as_text(
+      debug_info=False)
+
+
+def test_mamlpp_runs_after_first_order_mamlpp_and_shares_its_first_phase():
+  names = list(algorithms.COMPARED)
+  assert [names[i] for i in compare.run_order(names)] == [
+      "maml", "fomaml", "mamlpp_first_order", "mamlpp"]
+  # MAML++'s first phase is first-order MAML++'s, program for program, so
+  # the persistent compilation cache serves it; the later phases differ.
+  config = compare_configs.cpu()
+  config.filters = 4
+  assert (_phase_program(config, "mamlpp", 0)
+          == _phase_program(config, "mamlpp_first_order", 0))
+  assert (_phase_program(config, "mamlpp", 1)
+          != _phase_program(config, "mamlpp_first_order", 1))
