@@ -18,9 +18,9 @@ JAX_CACHE_DIR_ENV = "METALEARN_JAX_CACHE_DIR"
 # What metalearn compiles its programs with on a CPU: LLVM's optimisation
 # level 1 for the kernels XLA generates, where XLA's default is 3. The heavy
 # work of a meta-step is in custom calls and library calls that it does not
-# touch; the generated elementwise kernels ran as fast, and meta-steps
-# compiled about a third faster (docs/benchmarks.md, "Compiling at LLVM's
-# level 1").
+# touch; the generated elementwise kernels ran as fast, and the comparison's
+# meta-steps compiled 8 to 13% faster (docs/benchmarks.md, "The first layer
+# in the cache, batch norm from the input, fewer copies").
 CPU_COMPILE = {"xla_backend_optimization_level": 1}
 # XLA's own default, for measuring against (the benchmark's ``o3`` knob).
 XLA_DEFAULT_LLVM = {"xla_backend_optimization_level": 3}
