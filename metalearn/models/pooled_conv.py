@@ -84,7 +84,11 @@ def conv_pool(x: Array, kernel: Array, sign: Array) -> tuple[Array, Array]:
   """The convolution of x [..., H, W, C] with kernel [3, 3, C, D] at each
   2x2 window's corner where ``sign [D] * y`` is largest (the first in
   row-major order, as :func:`metalearn.models.norm_pool.max_pool_2x2`
-  picks): (pooled, corner), [..., H / 2, W / 2, D] each."""
+  picks): (pooled, corner), [..., H / 2, W / 2, D] each.
+
+  The corners come from one call and the values from :func:`conv_take`, a
+  second convolution, so that they carry its derivatives: cheap for a
+  first layer's few input channels."""
   frozen = jax.lax.stop_gradient
   _, corner = native_conv.conv_pool(frozen(x), frozen(kernel), frozen(sign))
   return conv_take(x, kernel, corner), corner
