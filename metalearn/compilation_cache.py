@@ -64,8 +64,12 @@ def current() -> Optional[str]:
 
 def compile_options() -> Optional[dict]:
   """The options metalearn's programs compile with on the backend in use:
-  :data:`CPU_COMPILE` on a CPU, else None (XLA's defaults)."""
-  return dict(CPU_COMPILE) if jax.default_backend() == "cpu" else None
+  :data:`CPU_COMPILE` on a CPU, else None (XLA's defaults). An optimisation
+  level set in ``$XLA_FLAGS`` wins: None then too."""
+  if jax.default_backend() != "cpu" or any(
+      key in os.environ.get("XLA_FLAGS", "") for key in CPU_COMPILE):
+    return None
+  return dict(CPU_COMPILE)
 
 
 def jit(fun: Callable, **kwargs) -> Callable:

@@ -19,8 +19,13 @@ pytestmark = pytest.mark.skipif(jax.default_backend() != "cpu",
 _REFUSED = {"xla_backend_optimization_level": "fastest"}
 
 
-def test_the_cpu_options_are_the_default_here():
+def test_the_cpu_options_are_the_default_unless_xla_flags_set_the_level(
+    monkeypatch):
+  monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
   assert compilation_cache.compile_options() == compilation_cache.CPU_COMPILE
+  # This suite's own flags (tests/xla_flags.py) set level 0: they win.
+  monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")
+  assert compilation_cache.compile_options() is None
   twice = compilation_cache.jit(lambda x: 2 * x)
   assert float(twice(jnp.float32(3.0))) == 6.0
   assert "multiply" in twice.lower(jnp.float32(3.0)).as_text()
@@ -30,6 +35,7 @@ def test_they_reach_the_meta_step_and_the_decorated_programs(monkeypatch):
   # Decorated before the options change (as evaluate's programs are, at
   # import): the options are looked up when it first compiles.
   decorated = compilation_cache.jit(lambda x: 2 * x)
+  monkeypatch.setenv("XLA_FLAGS", "")
   monkeypatch.setattr(compilation_cache, "CPU_COMPILE", _REFUSED)
   with pytest.raises(Exception, match="xla_backend_optimization_level"):
     decorated(jnp.float32(3.0))
