@@ -205,6 +205,7 @@ def test_damping_weighs_the_hessian_less_down_to_the_query_gradient():
         helpers.tiny_tasks(jax.random.key(1), num_tasks=1)))
     flat = lambda t: flatten_util.ravel_pytree(t)[0]
 
+    @jax.jit
     def solve(lam, damping):
       return flat(imaml.implicit_gradient(model.apply, phi, lrs, task,
                                           lam=lam, cg_steps=40,

@@ -1,5 +1,7 @@
 """Conv-4 and MLP: shapes, transductive batch norm, per-step affine."""
 
+import functools
+
 import chex
 import flax.linen as nn
 import jax
@@ -69,9 +71,10 @@ def test_one_pass_moments_are_the_two_pass_ones_with_their_derivatives():
     # To second order: the shift is held constant, which is exact.
     scalar = lambda moments: lambda x: jnp.sum(
         jnp.sin(moments(x, axes)[0]) * jnp.sqrt(moments(x, axes)[1]))
-    np.testing.assert_allclose(jax.hessian(scalar(shifted_moments))(x),
-                               jax.hessian(scalar(_two_pass_moments))(x),
-                               rtol=1e-9, atol=1e-12)
+    hessian = lambda moments: jax.jit(jax.hessian(scalar(moments)))(x)
+    np.testing.assert_allclose(hessian(shifted_moments),
+                               hessian(_two_pass_moments), rtol=1e-9,
+                               atol=1e-12)
   # float32 far from zero: as close as two passes; unshifted, it cancels.
   x = 1000.0 + jax.random.normal(jax.random.key(1), (5, 28, 28, 8))
   exact = np.var(np.asarray(x, np.float64), axis=axes)
@@ -104,8 +107,8 @@ def test_conv_moments_are_the_output_moments_to_second_order(channels):
               lambda k, x: _two_pass_moments(conv(x, k), axes)[1])
     for argnum in (0, 1):
       np.testing.assert_allclose(
-          jax.hessian(scalar(ours), argnum)(kernel, x),
-          jax.hessian(scalar(theirs), argnum)(kernel, x), rtol=1e-9,
+          jax.jit(jax.hessian(scalar(ours), argnum))(kernel, x),
+          jax.jit(jax.hessian(scalar(theirs), argnum))(kernel, x), rtol=1e-9,
           atol=1e-12)
     # Ignoring the zero padding of the windows (a wrong shortcut) differs.
     valid = jax.lax.conv_general_dilated(
@@ -164,31 +167,45 @@ def test_bad_model_arguments():
     ml.models.conv4(5, bn_steps=-1)
 
 
-@pytest.mark.parametrize("conv_impl",
-                         ["matmul", "im2col", "im2col_vjp", "im2col_native",
-                          "direct_native"])
-def test_matmul_convolution_is_the_same_model(conv_impl):
+@functools.cache
+def _xla_conv4_reference():
+  """Conv-4 on XLA's convolution: its initial parameters, parameters, an
+  input and its output, inner rates, tasks and the second-order
+  meta-gradient (vmapped over tasks)."""
   xla = ml.models.conv4(3, input_shape=(8, 8, 1), filters=3, num_blocks=2,
                         conv_impl="xla")
-  mm = ml.models.conv4(3, input_shape=(8, 8, 1), filters=3, num_blocks=2,
-                       conv_impl=conv_impl)
-  params = jax.jit(xla.init)(jax.random.key(0))
-  chex.assert_trees_all_equal(params, jax.jit(mm.init)(jax.random.key(0)))
+  init = jax.jit(xla.init)(jax.random.key(0))
   # Non-zero parameters (batch-norm offsets, head bias) are placed alike.
   params = jax.tree.map(
       lambda p: p + 0.05 * jax.random.normal(jax.random.key(2), p.shape),
-      params)
+      init)
   x = jax.random.normal(jax.random.key(1), (7, 8, 8, 1))
-  forward = jax.jit(lambda p, x: (mm.apply(p, x), xla.apply(p, x)))
-  np.testing.assert_allclose(*forward(params, x), rtol=1e-4, atol=1e-5)
-  # Second-order meta-gradients under vmap (per-task kernels) agree too.
   lrs = ml.fixed_inner_lrs(params, 0.3, 2)
   labels = jnp.tile(jnp.arange(3), (2, 2))
   xs = jax.random.normal(jax.random.key(3), (2, 6, 8, 8, 1))
   tasks = ml.Task(xs, labels, xs[:, ::-1], labels)
-  grad = lambda m: jax.jit(jax.grad(lambda p: ml.meta_loss(
-      m.apply, p, lrs, tasks, None, unroll=True)[0]))(params)
-  chex.assert_trees_all_close(grad(mm), grad(xla), rtol=2e-3, atol=2e-5)
+  return (init, params, x, jax.jit(xla.apply)(params, x), lrs, tasks,
+          _meta_gradient(xla, params, lrs, tasks))
+
+
+def _meta_gradient(model, params, lrs, tasks):
+  return jax.jit(jax.grad(lambda p: ml.meta_loss(
+      model.apply, p, lrs, tasks, None, unroll=True)[0]))(params)
+
+
+@pytest.mark.parametrize("conv_impl",
+                         ["matmul", "im2col", "im2col_vjp", "im2col_native",
+                          "direct_native"])
+def test_matmul_convolution_is_the_same_model(conv_impl):
+  mm = ml.models.conv4(3, input_shape=(8, 8, 1), filters=3, num_blocks=2,
+                       conv_impl=conv_impl)
+  init, params, x, want, lrs, tasks, want_grad = _xla_conv4_reference()
+  chex.assert_trees_all_equal(init, jax.jit(mm.init)(jax.random.key(0)))
+  np.testing.assert_allclose(jax.jit(mm.apply)(params, x), want, rtol=1e-4,
+                             atol=1e-5)
+  # Second-order meta-gradients under vmap (per-task kernels) agree too.
+  chex.assert_trees_all_close(_meta_gradient(mm, params, lrs, tasks),
+                              want_grad, rtol=2e-3, atol=2e-5)
 
 
 def test_conv_impl_auto_and_bad_name():
@@ -266,10 +283,11 @@ def test_pool_before_the_normalisation_is_the_textbook_block():
     textbook = lambda p, x, **kw: _NormThenPool(3, 4, 2, **kw).apply(
         {"params": p}, x)
     x = jax.random.normal(jax.random.key(2), (7, 8, 8, 1), jnp.float64)
-    np.testing.assert_allclose(model.apply(params, x), textbook(params, x),
-                               rtol=1e-12, atol=1e-12)
-    assert np.max(np.abs(textbook(params, x, always_max=True)
-                         - textbook(params, x))) > 1e-3
+    forward = jax.jit(lambda p, x: (model.apply(p, x), textbook(p, x),
+                                    textbook(p, x, always_max=True)))
+    ours, want, always_max = forward(params, x)
+    np.testing.assert_allclose(ours, want, rtol=1e-12, atol=1e-12)
+    assert np.max(np.abs(always_max - want)) > 1e-3
     lrs = ml.fixed_inner_lrs(params, 0.3, 2)
     labels = jnp.tile(jnp.arange(3), (2, 2))
     xs = jax.random.normal(jax.random.key(3), (2, 6, 8, 8, 1), jnp.float64)

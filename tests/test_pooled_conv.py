@@ -65,20 +65,19 @@ def test_derivatives_to_third_order_in_float64():
       return outer
     ours, theirs = objective(pooled_conv.conv_take), objective(_reference)
     for argnum in (0, 1):  # Second order, in the kernel and the input.
-      np.testing.assert_allclose(jax.grad(ours, argnum)(kernel, x),
-                                 jax.grad(theirs, argnum)(kernel, x),
+      np.testing.assert_allclose(jax.jit(jax.grad(ours, argnum))(kernel, x),
+                                 jax.jit(jax.grad(theirs, argnum))(kernel, x),
                                  rtol=1e-10, atol=1e-12)
-    third = lambda f: jax.grad(
-        lambda k: jnp.sum(jax.grad(f)(k, x) ** 2))(kernel)
+    third = lambda f: jax.jit(jax.grad(
+        lambda k: jnp.sum(jax.grad(f)(k, x) ** 2)))(kernel)
     np.testing.assert_allclose(third(ours), third(theirs), rtol=1e-9,
                                atol=1e-12)
     # The check can fail: other corners give another gradient.
     other = (corner + 1) % 4
-    moved = lambda k, x: jnp.sum(jnp.tanh(jax.vmap(_reference)(
-        x, k, other.astype(jnp.int8))) ** 2)
-    assert not np.allclose(jax.grad(moved)(kernel, x),
-                           jax.grad(lambda k, x: jnp.sum(jnp.tanh(jax.vmap(
-                               _reference)(x, k, corner)) ** 2))(kernel, x))
+    loss = lambda k, x, c: jnp.sum(jnp.tanh(jax.vmap(_reference)(x, k, c)) ** 2)
+    grad = jax.jit(jax.grad(loss))
+    assert not np.allclose(grad(kernel, x, other.astype(jnp.int8)),
+                           grad(kernel, x, corner))
 
 
 def test_conv4_meta_gradient_with_the_fused_first_layer():
@@ -100,7 +99,7 @@ def test_conv4_meta_gradient_with_the_fused_first_layer():
                                                 unroll=True)[0]
     lowered = jax.jit(jax.grad(loss(models[0].apply))).lower(params)
     assert native_windows.CONV_POOL_TARGET in lowered.as_text()
-    chex.assert_trees_all_close(jax.jit(jax.grad(loss(models[0].apply)))(params),
+    chex.assert_trees_all_close(lowered.compile()(params),
                                 jax.jit(jax.grad(loss(models[1].apply)))(params),
                                 rtol=1e-9, atol=1e-12)
 
