@@ -164,8 +164,8 @@ def test_auto_picks_it_on_a_cpu():
                               conv_impl="xla")
   params = jax.jit(model.init)(jax.random.key(0))
   x = _normal(14, (6, 28, 28, 1))
-  np.testing.assert_allclose(model.apply(params, x),
-                             reference.apply(params, x), rtol=1e-4,
+  np.testing.assert_allclose(jax.jit(model.apply)(params, x),
+                             jax.jit(reference.apply)(params, x), rtol=1e-4,
                              atol=1e-4)
 
 

@@ -76,10 +76,11 @@ def test_ten_way_support_on_a_five_way_model_gets_a_prototype_head(run):
   model = predict.from_workdir(run)
   start = predict.adapt_and_predict(model, sx, sy, qx, inner_steps=0,
                                     batch_norm="query")
-  support = model.body(model.params, jnp.asarray(sx)[..., None])
+  body = jax.jit(model.body)
+  support = body(model.params, jnp.asarray(sx)[..., None])
   means = np.stack([np.asarray(support)[sy == n].mean(0)
                     for n in start.class_names])
-  queries = np.asarray(model.body(model.params, jnp.asarray(qx)[..., None]))
+  queries = np.asarray(body(model.params, jnp.asarray(qx)[..., None]))
   distance = ((queries[:, None] - means[None]) ** 2).sum(-1)
   expected = np.asarray(jax.nn.softmax(-distance, axis=-1))
   np.testing.assert_allclose(start.probabilities, expected, atol=2e-4)
