@@ -221,7 +221,8 @@ def meta_step_builder(config: ml_collections.ConfigDict, model: Model,
         task_sharding=task_sharding,
         objective=objective_ or objective(config),
         body_head=body_head(config, model), outer=outer_rule(config),
-        inner=inner_update(config), tile_params=tile)
+        inner=inner_update(config), tile_params=tile,
+        cpu_llvm_level=config.get("cpu_llvm_level"))
   return build
 
 

@@ -6,24 +6,23 @@ Compiled programs are written to ``$METALEARN_JAX_CACHE_DIR`` (default
 worker process of the comparison, loads them instead of compiling.
 """
 
-import functools
 import os
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import jax
 
 JAX_CACHE_DIR_ENV = "METALEARN_JAX_CACHE_DIR"
 
-# What metalearn compiles its programs with on a CPU: LLVM's optimisation
-# level 1 for the kernels XLA generates, where XLA's default is 3. The heavy
-# work of a meta-step is in custom calls and library calls that it does not
-# touch; the generated elementwise kernels ran as fast, and the comparison's
-# meta-steps compiled 8 to 13% faster (docs/benchmarks.md, "The first layer
-# in the cache, batch norm from the input, fewer copies").
-CPU_COMPILE = {"xla_backend_optimization_level": 1}
-# XLA's own default, for measuring against (the benchmark's ``o3`` knob).
-XLA_DEFAULT_LLVM = {"xla_backend_optimization_level": 3}
+# The option that sets LLVM's optimisation level for the kernels XLA
+# generates on a CPU (XLA's default: 3). Level 1 compiled the comparison's
+# meta-steps 8 to 13% faster at the same speed, but ran a small preset with
+# XLA's convolutions 37% slower and Conv-4-8 with the C++ ones 5 to 9%
+# slower (docs/benchmarks.md, "LLVM's level for the steps of small
+# models"): a config's ``cpu_llvm_level`` picks it per run.
+LLVM_LEVEL = "xla_backend_optimization_level"
+# LLVM at level 1 (the benchmark's ``o1`` knob).
+LLVM_LEVEL_1 = {LLVM_LEVEL: 1}
 
 # XLA's CPU backend with its older fusion emitters (``experiments/
 # benchmark.py``'s ``oldfusion`` knob measures compile and run time).
@@ -62,30 +61,13 @@ def current() -> Optional[str]:
   return jax.config.jax_compilation_cache_dir or None
 
 
-def compile_options() -> Optional[dict]:
-  """The options metalearn's programs compile with on the backend in use:
-  :data:`CPU_COMPILE` on a CPU, else None (XLA's defaults). An optimisation
-  level set in ``$XLA_FLAGS`` wins: None then too."""
-  if jax.default_backend() != "cpu" or any(
-      key in os.environ.get("XLA_FLAGS", "") for key in CPU_COMPILE):
+def compile_options(cpu_llvm_level: Optional[int] = None
+                   ) -> Optional[dict]:
+  """The XLA options a metalearn program compiles with: on a CPU with
+  ``cpu_llvm_level``, LLVM's optimisation level for XLA's kernels; None
+  (XLA's defaults) on other backends, without a level, or where
+  ``$XLA_FLAGS`` sets one (the flags win)."""
+  if (cpu_llvm_level is None or jax.default_backend() != "cpu"
+      or LLVM_LEVEL in os.environ.get("XLA_FLAGS", "")):
     return None
-  return dict(CPU_COMPILE)
-
-
-def jit(fun: Callable, **kwargs) -> Callable:
-  """``jax.jit(fun, **kwargs)`` compiled with :func:`compile_options`, which
-  are looked up at the first call or ``lower`` (importing a module that
-  decorates with it starts no backend)."""
-  jitted = []
-
-  def get():
-    if not jitted:
-      jitted.append(jax.jit(fun, compiler_options=compile_options(),
-                            **kwargs))
-    return jitted[0]
-
-  @functools.wraps(fun)
-  def call(*args, **kw):
-    return get()(*args, **kw)
-  call.lower = lambda *args, **kw: get().lower(*args, **kw)
-  return call
+  return {LLVM_LEVEL: cpu_llvm_level}

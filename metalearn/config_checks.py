@@ -69,6 +69,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if "tile_params" in config:
     _one_of(config, "tile_params", task_copies.MODES)
   _one_of(config, "compute_dtype", COMPUTE_DTYPES)
+  level = config.get("cpu_llvm_level", 3)
+  if isinstance(level, bool) or not isinstance(level, int) or not (
+      0 <= level <= 3):
+    raise _fail("cpu_llvm_level", level,
+                "must be an integer from 0 to 3 (LLVM's optimisation level; "
+                "XLA's default is 3)")
   for field in ("n_way", "k_shot", "n_query", "eval_n_query", "inner_steps",
                 "eval_inner_steps", "meta_batch_size", "meta_steps",
                 "steps_per_call", "steps_per_epoch", "test_tasks",

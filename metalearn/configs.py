@@ -133,6 +133,9 @@ def base() -> ml_collections.ConfigDict:
                             # (metalearn.task_copies; auto: on a CPU
                             # without XLA convolutions)
   c.compute_dtype = "float32"  # float32 | bfloat16 (float32 parameters)
+  c.cpu_llvm_level = 3      # 0-3: LLVM's level for XLA's CPU kernels in the
+                            # meta-step (3: XLA's default; 1 compiles faster,
+                            # runs small models slower: docs/performance.md)
   c.progress = True
   # Devices (docs/scaling.md): 0 = every device of every process; N = the
   # first N local devices. meta_batch_size must be a multiple of the count.

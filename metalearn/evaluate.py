@@ -8,7 +8,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metalearn import compilation_cache
 from metalearn import core
 from metalearn import inner_lrs as inner_lrs_lib
 from metalearn import masking
@@ -68,7 +67,7 @@ class EvalResult(NamedTuple):
     }
 
 
-@functools.partial(compilation_cache.jit, static_argnames=(
+@functools.partial(jax.jit, static_argnames=(
     "apply_fn", "step_aware", "batching", "objective", "body_head", "inner"))
 def _chunk_metrics(apply_fn, params, inner_lrs, tasks, *, step_aware,
                    batching, objective, body_head, inner):
@@ -80,7 +79,7 @@ def _chunk_metrics(apply_fn, params, inner_lrs, tasks, *, step_aware,
   return jax.vmap(run)(tasks)[1]
 
 
-@functools.partial(compilation_cache.jit, static_argnames=(
+@functools.partial(jax.jit, static_argnames=(
     "apply_fn", "step_aware", "batching", "objective"))
 def _initial_metrics(apply_fn, params, tasks, *, step_aware, batching,
                      objective):

@@ -64,7 +64,7 @@ RUNTIME_FIELDS = frozenset({
     "checkpoint_every", "test_tasks", "eval_chunk_size", "progress",
     # Speed and memory: the same computation.
     "devices", "remat", "block_remat", "unroll", "batching", "eval_batching",
-    "conv_impl", "fast_head", "tile_params",
+    "conv_impl", "fast_head", "tile_params", "cpu_llvm_level",
 })
 
 log = logging.getLogger(__name__)

@@ -120,7 +120,8 @@ def make_meta_step(apply_fn: ApplyFn,
                    body_head: Optional[core.BodyHead] = None,
                    outer: rules.OuterRule = rules.META_GRADIENT,
                    inner: Optional[rules.InnerUpdate] = None,
-                   tile_params: bool = False):
+                   tile_params: bool = False,
+                   cpu_llvm_level: Optional[int] = None):
   """Builds ``step(state, data, key) -> (state, StepOutput)``.
 
   Args:
@@ -152,6 +153,9 @@ def make_meta_step(apply_fn: ApplyFn,
       default SGD with the inner rates).
     tile_params: one copy of the parameters per task under ``vmap``
       (:mod:`metalearn.task_copies`): the same step, faster on a CPU.
+    cpu_llvm_level: on a CPU, LLVM's optimisation level for XLA's kernels
+      (0 to 3; None: XLA's default, 3). See
+      :func:`metalearn.compilation_cache.compile_options`.
 
   Returns:
     The step function.
@@ -214,5 +218,6 @@ def make_meta_step(apply_fn: ApplyFn,
       return jax.lax.scan(body, state, jnp.arange(steps_per_call))
   if jit:
     step = jax.jit(step, donate_argnums=(0,) if donate else (),
-                   compiler_options=compilation_cache.compile_options())
+                   compiler_options=compilation_cache.compile_options(
+                       cpu_llvm_level))
   return step

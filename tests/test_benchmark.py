@@ -37,7 +37,7 @@ def test_parse_mode():
   assert benchmark.parse_mode("tuned+oldfusion").old_fusion
   assert benchmark.parse_mode("tuned+fcpreset").fast_compile_preset
   assert benchmark.parse_mode("tuned+ynnew").ynn_elementwise
-  assert benchmark.parse_mode("tuned+o3").llvm_o3
+  assert benchmark.parse_mode("tuned+o1").llvm_level_1
   mode = benchmark.parse_mode("tuned+remat+spc4+shard+bf16+unroll+map")
   assert (mode.remat, mode.shard, mode.bf16, mode.unroll, mode.map) == (
       True, True, True, True, True)

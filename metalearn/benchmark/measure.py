@@ -111,7 +111,7 @@ def _build_tuned(w: Workload, mode: Mode, p: Problem, state, key: Array,
                 if mode.fast_compile_preset else {}),
              **(compilation_cache.YNN_ELEMENTWISE
                 if mode.ynn_elementwise else {}),
-             **(compilation_cache.XLA_DEFAULT_LLVM if mode.llvm_o3 else {})
+             **(compilation_cache.LLVM_LEVEL_1 if mode.llvm_level_1 else {})
              } or None
   compiled = step.lower(state, data, key).compile(options)
   compile_s = time.perf_counter() - start

@@ -88,7 +88,7 @@ class Mode(NamedTuple):
   fast_compile_preset: bool = False
   ynn_elementwise: bool = False
   tile: str = "auto"
-  llvm_o3: bool = False
+  llvm_level_1: bool = False
 
   @property
   def plain(self) -> bool:
@@ -120,8 +120,8 @@ def _apply_knob(mode: Mode, knob: str, spec: str) -> Mode:
     return mode._replace(fast_compile_preset=True)
   if knob == "ynnew":
     return mode._replace(ynn_elementwise=True)
-  if knob == "o3":
-    return mode._replace(llvm_o3=True)
+  if knob == "o1":
+    return mode._replace(llvm_level_1=True)
   if knob in _CONV_KNOBS:
     return mode._replace(conv=_CONV_KNOBS[knob])
   if knob.startswith("spc") and knob[3:].isdigit() and int(knob[3:]) > 0:
@@ -152,9 +152,9 @@ def parse_mode(spec: str) -> Mode:
   (compile with XLA's fast-compile preset,
   :data:`metalearn.compilation_cache.FAST_COMPILE_PRESET`), ``ynnew``
   (elementwise ops and reductions to YNNPACK too,
-  :data:`metalearn.compilation_cache.YNN_ELEMENTWISE`), ``o3`` (LLVM at
-  XLA's default level 3 instead of
-  :data:`metalearn.compilation_cache.CPU_COMPILE`'s 1).
+  :data:`metalearn.compilation_cache.YNN_ELEMENTWISE`), ``o1`` (LLVM at
+  level 1 for XLA's kernels,
+  :data:`metalearn.compilation_cache.LLVM_LEVEL_1`, instead of XLA's 3).
 
   Raises:
     ValueError: naming the mode, for an unknown head or knob.
@@ -166,7 +166,7 @@ def parse_mode(spec: str) -> Mode:
     raise ValueError(f"mode {spec!r}: expected 'plain' or 'tuned[+knob...]' "
                      "with knobs unroll, remat, bf16, shard, map, mm, i2c, "
                      "i2cv, xla, everyq, spcN, blockremat, bodyloop, fastcc, "
-                     "oldfusion, fcpreset, ynnew, o3.")
+                     "oldfusion, fcpreset, ynnew, o1.")
   mode = Mode(spec.strip())
   for knob in knobs:
     mode = _apply_knob(mode, knob, spec)
