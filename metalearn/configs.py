@@ -136,6 +136,8 @@ def base() -> ml_collections.ConfigDict:
   c.cpu_llvm_level = 3      # 0-3: LLVM's level for XLA's CPU kernels in the
                             # meta-step (3: XLA's default; 1 compiles faster,
                             # runs small models slower: docs/performance.md)
+  c.compile_ahead = True    # compile later phases' meta-steps in the
+                            # background while the first phase trains
   c.progress = True
   # Devices (docs/scaling.md): 0 = every device of every process; N = the
   # first N local devices. meta_batch_size must be a multiple of the count.

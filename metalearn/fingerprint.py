@@ -65,6 +65,7 @@ RUNTIME_FIELDS = frozenset({
     # Speed and memory: the same computation.
     "devices", "remat", "block_remat", "unroll", "batching", "eval_batching",
     "conv_impl", "fast_head", "tile_params", "cpu_llvm_level",
+    "compile_ahead",
 })
 
 log = logging.getLogger(__name__)

@@ -128,6 +128,7 @@ def _summary(config, result: trainer.RunResult, test, used_best: bool,
       "resumed_from": start,
       "train_seconds_this_run": result.train_seconds,
       "compile_seconds_this_run": result.compile_seconds,
+      "compile_ahead_seconds_this_run": result.compile_ahead_seconds,
       "tasks_per_second": (tasks / result.train_seconds
                            if result.train_seconds > 0 else None),
       "xla_temp_bytes": result.xla_temp_bytes,
@@ -211,7 +212,8 @@ def _run(config, workdir: Path, mesh, writes: bool) -> Outcome:
         on_mark=_on_mark(config, exp, ckpt, writer),
         max_seconds=config.max_train_seconds, label=label,
         progress=config.progress and writes,
-        nan_hint=_nan_hint(ckpt, workdir))
+        nan_hint=_nan_hint(ckpt, workdir),
+        compile_ahead=config.get("compile_ahead", True))
   finally:
     writer.close()
     ckpt.wait()

@@ -4,9 +4,11 @@ A run is a sequence of phases (:class:`metalearn.schedules.Phase`: first or
 second order, multi-step loss or not). Each phase is one compiled meta-step
 program, built ahead of time the first time it is needed for a given number
 of meta-steps per call and input shapes, then reused: compile time is
-measured apart from training time. The loop stops early, at a chunk
-boundary, when a time budget runs out or on SIGINT/SIGTERM, so the caller
-can save a checkpoint that a rerun resumes from bit-identically.
+measured apart from training time (:mod:`metalearn.programs`; later
+phases compile in the background while the first trains). The loop
+stops early, at a chunk boundary, when a time budget runs out or on
+SIGINT/SIGTERM, so the caller can save a checkpoint that a rerun resumes
+from bit-identically.
 """
 
 import contextlib
@@ -19,14 +21,13 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from metalearn import profiling
+from metalearn import programs as programs_lib
 from metalearn.schedules import Phase
 from metalearn.schedules import PhasePlan
 from metalearn.step import MetaState
 from metalearn.step import StepOutput
 
-# phase, meta-steps per call -> jitted step(state, data, key).
-StepBuilder = Callable[[Phase, int], Callable]
+StepBuilder = programs_lib.StepBuilder
 # The stop reasons of a run.
 DONE, OUT_OF_TIME, INTERRUPTED = "done", "out_of_time", "interrupted"
 
@@ -74,8 +75,11 @@ class RunResult(NamedTuple):
       ``interrupted`` (SIGINT or SIGTERM).
     signal: the signal number that interrupted, else None.
     train_seconds: time in meta-step calls, compiling excluded.
-    compile_seconds: time compiling programs (small when the persistent
-      compilation cache has them).
+    compile_seconds: time training waited for programs to trace and
+      compile (small when the persistent compilation cache has them).
+    compile_ahead_seconds: time XLA compiled later phases' programs in the
+      background while the run went on (``compile_ahead``; not in
+      ``compile_seconds``).
     xla_temp_bytes: the largest XLA scratch of the compiled programs, or
       None where the backend does not report it.
   """
@@ -85,6 +89,7 @@ class RunResult(NamedTuple):
   train_seconds: float
   compile_seconds: float
   xla_temp_bytes: Optional[int]
+  compile_ahead_seconds: float = 0.0
 
 
 @contextlib.contextmanager
@@ -115,11 +120,6 @@ def stop_requests(signals=(signal.SIGINT, signal.SIGTERM)
       signal.signal(s, h)
 
 
-def _signature(tree) -> Any:
-  return jax.tree.map(lambda x: (np.shape(x), str(getattr(x, "dtype", ""))),
-                      tree)
-
-
 def _as_numpy(out: StepOutput, scanned: bool, count: int) -> StepOutput:
   """Host copy of the first ``count`` meta-steps' metrics, with a leading
   [count] axis whether or not the program was scanned."""
@@ -137,29 +137,6 @@ def check_finite(loss: np.ndarray, start: int, hint: str) -> None:
     raise FloatingPointError(
         f"the meta-loss became {loss[bad]} at meta-step {start + bad + 1}; "
         f"stopping. {hint}".strip())
-
-
-class _Programs(NamedTuple):
-  compiled: dict
-  build: StepBuilder
-
-
-def _program(programs: _Programs, phase: Phase, capacity: int, state, data,
-             key) -> tuple[Callable, float]:
-  """The compiled program for (phase, shapes); compiles it once.
-
-  With ``capacity > 1`` the program takes the call's length as a fourth
-  argument (``step(state, data, key, count)``), so calls that end early at a
-  mark or a phase switch reuse it instead of compiling another.
-  """
-  cache_key = (phase, capacity, _signature(data))
-  if cache_key in programs.compiled:
-    return programs.compiled[cache_key], 0.0
-  start = time.perf_counter()
-  args = (state, data, key) + ((np.int32(capacity),) if capacity > 1 else ())
-  compiled = programs.build(phase, capacity).lower(*args).compile()
-  programs.compiled[cache_key] = compiled
-  return compiled, max(time.perf_counter() - start, 1e-9)
 
 
 def _chunk_ends(start: int, plan: PhasePlan, marks: Sequence[int]
@@ -192,7 +169,8 @@ def run(state: MetaState,
         max_seconds: float = 0.0,
         label: str = "meta-train",
         progress: bool = True,
-        nan_hint: str | Callable[[], str] = "") -> RunResult:
+        nan_hint: str | Callable[[], str] = "",
+        compile_ahead: bool = True) -> RunResult:
   """Runs meta-steps from ``state.step`` to ``plan.meta_steps``.
 
   Args:
@@ -218,6 +196,10 @@ def run(state: MetaState,
     progress: show a progress bar with the phase and time left.
     nan_hint: appended to the error raised on a non-finite meta-loss (or a
       function giving it, called then).
+    compile_ahead: compile the phases' programs in a background thread, so
+      that later ones compile while the first one trains
+      (:mod:`metalearn.programs`); off, each compiles when its phase
+      starts.
 
   Returns:
     A :class:`RunResult`.
@@ -228,10 +210,11 @@ def run(state: MetaState,
   """
   if steps_per_call < 1:
     raise ValueError(f"steps_per_call must be >= 1; got {steps_per_call}.")
-  programs = _Programs({}, build_step)
   step = int(state.step)
+  programs = programs_lib.start(build_step, plan, step, compile_ahead)
+  training_since = None
   capacity = min(steps_per_call, plan.meta_steps)
-  train_s = compile_s = 0.0
+  train_s = compile_s = ahead_s = 0.0
   stop, signum = DONE, None
   bar = tqdm(total=plan.meta_steps, initial=step, desc=label,
              disable=not progress, dynamic_ncols=True, smoothing=0.1)
@@ -244,10 +227,12 @@ def run(state: MetaState,
         data = data_at(step)
         what = plan.describe(step)
         bar.set_description(f"{label} [{what}]" if what else label)
-        program, seconds = _program(programs, phase, capacity, state, data,
-                                    key)
+        program, seconds, ahead_seconds = programs_lib.get(
+            programs, phase, capacity, state, data, key, training_since)
         compile_s += seconds
+        ahead_s += ahead_seconds
         t0 = time.perf_counter()
+        training_since = training_since or t0
         if capacity > 1:
           state, out = program(state, data, key, np.int32(count))
         else:
@@ -272,9 +257,6 @@ def run(state: MetaState,
         on_mark(step, state, stop)
       if stop != DONE:
         break
-  temp = [profiling.compiled_temp_bytes(p)
-          for p in programs.compiled.values()]
-  temp = [t for t in temp if t is not None]
-  return RunResult(state, stop, signum, train_s, compile_s,
-                   max(temp) if temp else None)
+  temp = programs_lib.finish(programs)
+  return RunResult(state, stop, signum, train_s, compile_s, temp, ahead_s)
 

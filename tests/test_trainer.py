@@ -1,16 +1,27 @@
-"""trainer.run: calls end at marks and phase switches without new programs."""
+"""trainer.run: calls end at marks and phase switches without new programs,
+and later phases compile in the background with the same result."""
+
+import threading
 
 import jax
 import numpy as np
 import optax
 
 import metalearn as ml
+from metalearn import programs
 from metalearn import schedules
 from metalearn import trainer
 from tests import helpers
 
 
-def _run(steps_per_call, marks, built):
+def _plan():
+  return schedules.phase_plan(meta_steps=10, steps_per_epoch=5,
+                              first_order=False, multi_step_loss=False,
+                              msl_epochs=0, inner_steps=2,
+                              first_order_epochs=1)
+
+
+def _run(steps_per_call, marks, built, **options):
   model = helpers.tiny_model()
   params = model.init(jax.random.key(0))
   opt = optax.adam(1e-2)
@@ -26,17 +37,13 @@ def _run(steps_per_call, marks, built):
                              first_order=phase.first_order,
                              steps_per_call=count, donate=False)
 
-  plan = schedules.phase_plan(meta_steps=10, steps_per_epoch=5,
-                              first_order=False, multi_step_loss=False,
-                              msl_epochs=0, inner_steps=2,
-                              first_order_epochs=1)
   chunks, seen = [], []
-  result = trainer.run(state, build_step=build_step, plan=plan,
+  result = trainer.run(state, build_step=build_step, plan=_plan(),
                        data_at=lambda step: tasks, key=jax.random.key(2),
                        steps_per_call=steps_per_call, marks=marks,
                        on_chunk=chunks.append,
                        on_mark=lambda step, s, stop: seen.append(step),
-                       progress=False)
+                       progress=False, **options)
   return result, chunks, seen
 
 
@@ -58,3 +65,52 @@ def test_one_program_per_phase_whatever_the_call_lengths():
   np.testing.assert_allclose(
       np.concatenate([c.output.loss for c in chunks]),
       np.concatenate([c.output.loss for c in single_chunks]), rtol=1e-5)
+
+
+def test_later_phases_compile_in_the_background_to_the_same_run(monkeypatch):
+  threads = []
+  timed = programs._timed_compile
+
+  def record_thread(lowered):
+    threads.append(threading.current_thread().name)
+    return timed(lowered)
+
+  monkeypatch.setattr(programs, "_timed_compile", record_thread)
+  built = []
+  ahead, chunks, _ = _run(4, marks=(3, 7), built=built, compile_ahead=True)
+  # Both phases traced at the start, in order, and compiled off the main
+  # thread; the second-order phase's first call says it compiled.
+  assert built == [(schedules.Phase(True, False), 4),
+                   (schedules.Phase(False, False), 4)]
+  assert len(threads) == 2 and all(t.startswith("compile-ahead")
+                                   for t in threads)
+  assert [c.compiled for c in chunks] == [True, False, True, False]
+  assert ahead.compile_ahead_seconds >= 0.0 and ahead.compile_seconds > 0
+  threads.clear()
+  inline, inline_chunks, _ = _run(4, marks=(3, 7), built=[],
+                                  compile_ahead=False)
+  assert threads == ["MainThread", "MainThread"]
+  assert inline.compile_ahead_seconds == 0.0
+  jax.tree.map(np.testing.assert_array_equal, ahead.state.meta,
+               inline.state.meta)
+  np.testing.assert_array_equal(
+      np.concatenate([c.output.loss for c in chunks]),
+      np.concatenate([c.output.loss for c in inline_chunks]))
+
+
+def test_a_run_stopped_before_the_switch_leaves_its_compile_unused():
+  built = []
+  result, chunks, _ = _run(4, marks=(3, 7), built=built, compile_ahead=True,
+                           max_seconds=1e-9)
+  assert result.stop == trainer.OUT_OF_TIME and len(chunks) == 1
+  assert result.compile_ahead_seconds == 0.0 and len(built) == 2
+
+
+def test_only_the_phases_still_ahead_are_compiled():
+  plan = _plan()  # First order before meta-step 5, second order from it.
+  first, second = schedules.Phase(True, False), schedules.Phase(False, False)
+  assert programs.phases_from(plan, 0) == (first, second)
+  assert programs.phases_from(plan, 5) == (second,)
+  # One phase left: nothing to compile ahead, so no thread.
+  assert programs.start(None, plan, 5, compile_ahead=True).ahead is None
+  assert programs.start(None, plan, 0, compile_ahead=False).ahead is None
