@@ -42,13 +42,16 @@ class TrainStats(NamedTuple):
   """Cost of a run; programs are compiled ahead of time, so apart.
 
   Attributes:
-    compile_seconds: compiling the meta-step programs (one per phase).
+    compile_seconds: waiting for the meta-step programs to compile (one
+      per phase).
     train_seconds: the meta-steps themselves.
     meta_steps: meta-steps taken.
     tasks: tasks adapted in all (sum of the meta-batch sizes).
     tasks_per_second: ``tasks / train_seconds``.
     xla_temp_bytes: XLA's scratch memory for one meta-step (the largest
       program's; ``None`` where the backend does not report it).
+    compile_ahead_seconds: compiling later phases' programs in the
+      background while training ran (not in ``compile_seconds``).
   """
   compile_seconds: float
   train_seconds: float
@@ -56,6 +59,7 @@ class TrainStats(NamedTuple):
   tasks: int
   tasks_per_second: float
   xla_temp_bytes: Optional[int]
+  compile_ahead_seconds: float = 0.0
 
 
 class TrainedModel(NamedTuple):
@@ -374,4 +378,4 @@ def _stats(result: trainer.RunResult, tasks: int) -> TrainStats:
   return TrainStats(result.compile_seconds, result.train_seconds,
                     int(result.state.step), tasks,
                     tasks / max(result.train_seconds, 1e-9),
-                    result.xla_temp_bytes)
+                    result.xla_temp_bytes, result.compile_ahead_seconds)

@@ -538,3 +538,13 @@ def test_backend_unchanged_in_process(tmp_path):
   before = dict.__getitem__(matplotlib.rcParams, "backend")
   report.write_plots([full("maml", 0.8, 0.02)], str(tmp_path))
   assert dict.__getitem__(matplotlib.rcParams, "backend") == before
+
+
+def test_compile_column_names_background_compiling_apart():
+  waited = full("maml", 0.7, 0.02, compile_s=4.9)
+  ahead = full("mamlpp", 0.8, 0.02, compile_s=4.9, compile_ahead_s=6.26)
+  _, rows = report.table_rows([waited, ahead])
+  assert [r[1] for r in rows] == ["4.9", "4.9 (+6.3 while training)"]
+  # A results.json from before the field existed still reads.
+  old = {k: v for k, v in waited._asdict().items() if k != "compile_ahead_s"}
+  assert report.as_result(old).compile_ahead_s is None

@@ -19,7 +19,11 @@ class AlgorithmResult(NamedTuple):
   Attributes:
     name: a key of :data:`metalearn.algorithms.ALGORITHMS`, e.g. ``maml``.
     first_order, plus_plus: the two flags that define it.
-    compile_s: compiling the meta-step, seconds (not part of ``train_s``).
+    compile_s: compiling the meta-step, seconds (not part of ``train_s``):
+      the time training waited for it.
+    compile_ahead_s: compiling later phases' meta-steps in the background
+      while the run went on, seconds (part of the wall time of ``train_s``
+      and validation, not of ``compile_s``).
     train_s: the meta-steps after compilation, seconds (steady state).
     test_s: testing on the test tasks, seconds (its compiling included).
     meta_steps: meta-steps (outer updates) trained.
@@ -66,6 +70,7 @@ class AlgorithmResult(NamedTuple):
   first_order: Optional[bool] = None
   plus_plus: Optional[bool] = None
   compile_s: Optional[float] = None
+  compile_ahead_s: Optional[float] = None
   train_s: Optional[float] = None
   test_s: Optional[float] = None
   meta_steps: Optional[int] = None

@@ -194,12 +194,20 @@ def table_rows(results: Sequence) -> tuple[list[str], list[list[str]]]:
     peak = r.peak_memory_bytes / 2**20 if finite(r.peak_memory_bytes) else None
     xla = r.xla_temp_bytes / 2**20 if finite(r.xla_temp_bytes) else None
     rows.append([
-        r.name, text.num(r.compile_s, ".1f"), text.num(r.train_s, ".1f"),
+        r.name, _compile(r), text.num(r.train_s, ".1f"),
         text.num(r.tasks_per_s, ".1f"), text.num(peak, ".0f"),
         text.num(xla), text.num(r.final_train_loss, ".3f"),
         text.pct(r.test_accuracy, r.test_ci95), text.pct(r.test_std),
         text.pct(r.improvement_over_chance)])
   return head, rows
+
+
+def _compile(r) -> str:
+  """Compile seconds waited for, and those spent in the background."""
+  waited = text.num(r.compile_s, ".1f")
+  if finite(r.compile_ahead_s) and r.compile_ahead_s >= 0.05:
+    return f"{waited} (+{r.compile_ahead_s:.1f} while training)"
+  return waited
 
 
 def console_table(results: Sequence) -> str:
