@@ -2,6 +2,8 @@
 and later phases compile in the background with the same result."""
 
 import threading
+import time
+import types
 
 import jax
 import numpy as np
@@ -114,3 +116,36 @@ def test_only_the_phases_still_ahead_are_compiled():
   # One phase left: nothing to compile ahead, so no thread.
   assert programs.start(None, plan, 5, compile_ahead=True).ahead is None
   assert programs.start(None, plan, 0, compile_ahead=False).ahead is None
+
+
+class _SlowLowered:
+  """Stands in for ``jit(...).lower(...)``: its compile takes ``delay``."""
+
+  def __init__(self, phase, delay):
+    self.phase, self.delay = phase, delay
+
+  def compile(self):
+    time.sleep(self.delay)
+    return self.phase
+
+
+def test_background_compile_time_is_counted_once():
+  plan = _plan()
+  first, second = programs.phases_from(plan, 0)
+  build = lambda phase, count: types.SimpleNamespace(
+      lower=lambda *args: _SlowLowered(phase, 0.3))
+  run = programs.start(build, plan, 0, compile_ahead=True)
+  args = (None, np.zeros(3), None)
+  # The first program waits for its own compile; the second then compiles
+  # while "training" sleeps, and is ready at the switch.
+  program, waited, ahead = programs.get(run, first, 4, *args, None)
+  assert program == first and waited >= 0.3 and ahead == 0.0
+  training_since = time.perf_counter()
+  time.sleep(0.6)
+  program, waited, ahead = programs.get(run, second, 4, *args,
+                                        training_since)
+  assert program == second and waited < 0.1 and 0.2 < ahead < 0.45
+  # Used again: nothing to wait for, nothing counted.
+  assert programs.get(run, second, 4, *args, training_since)[1:] == (0.0,
+                                                                      0.0)
+  assert programs.finish(run) is None  # No XLA scratch reported.
