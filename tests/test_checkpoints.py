@@ -12,6 +12,7 @@ import numpy as np
 import optax
 import pytest
 
+from metalearn import checkpoint_records
 from metalearn import checkpoints
 from metalearn.step import MetaState
 from metalearn.types import MetaParams
@@ -110,7 +111,7 @@ def test_checksum_mismatch_names_the_leaf(tmp_path, caplog):
   # A state that orbax reads back without complaint but whose record differs.
   sums = tmp_path / "checkpoints" / "20" / "checksums" / "metadata"
   text = sums.read_text()
-  want = checkpoints.checksums(states[20])["leaves"]
+  want = checkpoint_records.checksums(states[20])["leaves"]
   digest = want["opt_state.0.mu.dense1.kernel"]["sha256"]
   sums.write_text(text.replace(digest, "0" * len(digest)))
   with caplog.at_level(logging.WARNING):
