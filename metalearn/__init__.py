@@ -12,10 +12,6 @@ from metalearn import reptile
 from metalearn import rules
 from metalearn.algorithms import ALGORITHMS
 from metalearn.algorithms import Algorithm
-from metalearn.api import MetaLearner
-from metalearn.api import TrainResult
-from metalearn.api import TrainStats
-from metalearn.api import TrainedModel
 from metalearn.api import train_maml
 from metalearn.core import BodyHead
 from metalearn.core import accuracy
@@ -35,6 +31,10 @@ from metalearn.step import MetaState
 from metalearn.step import StepOutput
 from metalearn.step import init_meta_state
 from metalearn.step import make_meta_step
+from metalearn.train_result import MetaLearner
+from metalearn.train_result import TrainResult
+from metalearn.train_result import TrainStats
+from metalearn.train_result import TrainedModel
 from metalearn.types import EpisodeMask
 from metalearn.types import MetaParams
 from metalearn.types import StepMetrics

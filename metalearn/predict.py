@@ -49,7 +49,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metalearn import api
 from metalearn import build
 from metalearn import checkpoints
 from metalearn import inner_lrs as inner_lrs_lib
@@ -57,6 +56,7 @@ from metalearn import plugins
 from metalearn import proto
 from metalearn import rules
 from metalearn import runs
+from metalearn import train_result
 from metalearn.objectives import CLASSIFICATION
 from metalearn.types import PyTree, Task
 
@@ -140,7 +140,7 @@ def as_adaptable(model, *, which: str = "best", body=None) -> Adaptable:
   if isinstance(model, (str, os.PathLike)):
     found = from_workdir(model, which)
     return found if body is None else found._replace(body=body)
-  if isinstance(model, api.TrainResult):
+  if isinstance(model, train_result.TrainResult):
     config = model.maml.config
     return Adaptable(model.apply_fn, model.params, model.inner_lrs,
                      model.step_aware, body, build.inner_update(config),
