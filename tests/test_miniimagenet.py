@@ -28,6 +28,7 @@ from metalearn import configs
 from metalearn import data
 from metalearn.data import episodes
 from metalearn.data import miniimagenet
+from metalearn.data import miniimagenet_files
 
 REPO = Path(__file__).parents[1]
 CLASSES = {"train": 3, "val": 2, "test": 2}
@@ -117,7 +118,7 @@ def test_csv_and_pickle_give_the_same_cache(tmp_path, images, csv_cache):
 
 
 def test_images_of_84x84_are_kept_exactly(tmp_path):
-  fit = miniimagenet._fit  # pylint: disable=protected-access
+  fit = miniimagenet_files._fit  # pylint: disable=protected-access
   x = np.random.default_rng(0).integers(0, 256, (2, 84, 84, 3), np.uint8)
   assert fit(x) is x
   Image.fromarray(x[0]).save(tmp_path / "a.png")
