@@ -19,7 +19,7 @@ names the settings):
 """
 
 import functools
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -30,10 +30,7 @@ from metalearn.input_checks import validate_inner_lrs
 from metalearn.input_checks import validate_task
 from metalearn.objectives import CLASSIFICATION, Objective
 from metalearn.types import ApplyFn, Array, PyTree, StepMetrics, Task
-
-
-def _is_none(x: Any) -> bool:
-  return x is None
+from metalearn.types import is_frozen
 
 
 cross_entropy = objectives.cross_entropy
@@ -43,7 +40,7 @@ accuracy = objectives.accuracy
 def _split_adapted(params: PyTree, inner_lrs: PyTree):
   """Flattens; returns (leaves, treedef, indices of adapted leaves, lrs)."""
   leaves, treedef = jax.tree.flatten(params)
-  lrs = jax.tree.leaves(inner_lrs, is_leaf=_is_none)
+  lrs = jax.tree.leaves(inner_lrs, is_leaf=is_frozen)
   idx = tuple(i for i, lr in enumerate(lrs) if lr is not None)
   return leaves, treedef, idx, lrs
 
@@ -270,7 +267,7 @@ class BodyHead(NamedTuple):
 def check_head_only(inner_lrs: PyTree) -> None:
   """ValueError naming the first adapted leaf outside ``'head'``."""
   for path, lr in jax.tree_util.tree_leaves_with_path(
-      inner_lrs, is_leaf=_is_none):
+      inner_lrs, is_leaf=is_frozen):
     if lr is not None and "'head'" not in jax.tree_util.keystr(path):
       raise ValueError(
           f"body_head: inner_lrs{jax.tree_util.keystr(path)} adapts a body "

@@ -28,7 +28,7 @@ direction is ``g_F - (H v)_F / lam`` (one more Hessian-vector product).
 each inner step, [num_tasks, inner_steps].
 """
 
-from typing import Any, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -37,13 +37,10 @@ from metalearn import core
 from metalearn import rules
 from metalearn.objectives import CLASSIFICATION, Objective
 from metalearn.types import ApplyFn, Array, PyTree, StepMetrics, Task
+from metalearn.types import is_frozen
 
 # outputs(params, x) -> [B, ...]: the model, as rules.Problem.outputs.
 OutputsFn = Callable[[PyTree, Array], Array]
-
-
-def _is_none(x: Any) -> bool:
-  return x is None
 
 
 def _dot(a: PyTree, b: PyTree) -> Array:
@@ -138,7 +135,7 @@ def proximal_adapt(apply_fn: ApplyFn, params: PyTree, inner_lrs: PyTree,
     phi = jax.tree.map(
         lambda lr, p, g, t: p if lr is None else
         p - _rate(lr, p) * (g + lam * (p - t)),
-        lrs, phi, grads, params, is_leaf=_is_none)
+        lrs, phi, grads, params, is_leaf=is_frozen)
     return phi, (metrics(phi, step) if query_every_step else None)
 
   if remat:
@@ -167,7 +164,7 @@ def proximal_sgd(lam: float) -> rules.InnerUpdate:
 def _masked(inner_lrs: PyTree, tree: PyTree) -> PyTree:
   """``tree`` with zeros on the leaves the inner loop leaves alone."""
   return jax.tree.map(lambda lr, t: jnp.zeros_like(t) if lr is None else t,
-                      inner_lrs, tree, is_leaf=_is_none)
+                      inner_lrs, tree, is_leaf=is_frozen)
 
 
 def implicit_gradient(outputs: OutputsFn, phi: PyTree, inner_lrs: PyTree,
@@ -208,11 +205,11 @@ def implicit_gradient(outputs: OutputsFn, phi: PyTree, inner_lrs: PyTree,
 
   v = conjugate_gradient(matvec, _masked(inner_lrs, g), cg_steps)
   if all(lr is not None for lr in jax.tree.leaves(inner_lrs,
-                                                  is_leaf=_is_none)):
+                                                  is_leaf=is_frozen)):
     return v
   # The frozen leaves F: d phi_A / d theta_F = -(lam I + H_AA)^-1 H_AF.
   return jax.tree.map(lambda lr, vi, gi, hi: gi - hi / scale if lr is None
-                      else vi, inner_lrs, v, g, hvp(v), is_leaf=_is_none)
+                      else vi, inner_lrs, v, g, hvp(v), is_leaf=is_frozen)
 
 
 def _direction(problem: rules.Problem, trainable: PyTree, tasks: Task,

@@ -5,16 +5,13 @@ An ``inner_lrs`` pytree is shaped like the parameters; each leaf is ``None``
 MAML++'s LSLR) or ``[inner_steps, *leaf.shape]`` (per element: Meta-SGD).
 """
 
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 
 from metalearn.types import PyTree
-
-
-def _is_none(x: Any) -> bool:
-  return x is None
+from metalearn.types import is_frozen
 
 
 def fixed_inner_lrs(params: PyTree,
@@ -70,7 +67,7 @@ def extend_inner_lrs(inner_lrs: PyTree, inner_steps: int) -> PyTree:
     tail = jnp.repeat(lr[-1:], inner_steps - n, axis=0)
     return jnp.concatenate([lr, tail], axis=0)
 
-  return jax.tree.map(fit, inner_lrs, is_leaf=_is_none)
+  return jax.tree.map(fit, inner_lrs, is_leaf=is_frozen)
 
 
 def outside_head(params: PyTree) -> tuple[str, ...]:

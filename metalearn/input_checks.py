@@ -1,18 +1,13 @@
 """Checks of what the inner loop is given, before anything is traced:
 inner rates against the parameters they adapt, and tasks' shapes."""
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 
 from metalearn import masking
 from metalearn.objectives import CLASSIFICATION, Objective
 from metalearn.types import PyTree, Task
-
-
-def _is_none(x: Any) -> bool:
-  return x is None
+from metalearn.types import is_frozen
 
 
 def validate_inner_lrs(params: PyTree, inner_lrs: PyTree) -> int:
@@ -25,9 +20,9 @@ def validate_inner_lrs(params: PyTree, inner_lrs: PyTree) -> int:
       there are zero steps.
   """
   p_leaves, p_def = jax.tree.flatten(params)
-  l_leaves, l_def = jax.tree.flatten(inner_lrs, is_leaf=_is_none)
+  l_leaves, l_def = jax.tree.flatten(inner_lrs, is_leaf=is_frozen)
   if p_def != jax.tree.structure(
-      jax.tree.map(lambda _: 0, inner_lrs, is_leaf=_is_none)):
+      jax.tree.map(lambda _: 0, inner_lrs, is_leaf=is_frozen)):
     raise ValueError(
         "inner_lrs must have the same tree structure as params (None allowed "
         f"for frozen leaves); got {l_def} for params {p_def}.")

@@ -63,3 +63,9 @@ class MetaParams(NamedTuple):
   """
   params: PyTree
   inner_lrs: PyTree
+
+
+def is_frozen(leaf: Any) -> bool:
+  """``is_leaf`` for an ``inner_lrs`` tree: a ``None`` leaf is a parameter
+  the inner loop never touches, kept as a leaf instead of an empty node."""
+  return leaf is None
